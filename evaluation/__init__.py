@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and zero-shot metrics, dataset loaders, and the synthetic sound library."""
