@@ -8,6 +8,7 @@ a two-hour file therefore never has to be held in memory as a whole.
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Iterator
@@ -143,14 +144,17 @@ def _stream_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iterato
                 block = f.read(block_frames, dtype="float32", always_2d=True)
                 if len(block) == 0:
                     break
-                mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
-                if not np.isfinite(mono).all():
+                mono = _downmix(block)
+                # One sum is far cheaper than an elementwise check and is finite for all finite audio
+                # short of float32 overflow; only a non-finite sum triggers the exact search.
+                if not np.isfinite(mono.sum()) and not np.isfinite(mono).all():
                     bad = frames_read + int(np.argmin(np.isfinite(mono)))
                     raise AudioDecodeError(
-                        info.path, f"contains non-finite samples (NaN or inf) at {bad / info.sample_rate:.3f} s"
+                        info.path,
+                        f"contains non-finite samples (NaN or inf) at {bad / info.sample_rate:.3f} s",
                     )
                 frames_read += len(block)
-                out = resampler.push(np.ascontiguousarray(mono))
+                out = resampler.push(mono)
                 if out.size:
                     yield out
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -176,23 +180,22 @@ def _stream_blocks(info: AudioInfo, sample_rate: int, block_s: float) -> Iterato
 class StreamingResampler:
     """Band-limited (sinc) resampling of a stream, block by block, equal to one-shot resampling.
 
-    torchaudio's sinc resampler computes each group of `new` output samples from a window of input
+    The sinc resampler computes each group of `new` output samples from a window of input
     around a stride of `orig` input samples (both reduced by their gcd). Processing chunks that start on
     such a stride and carry enough neighbouring input as context therefore gives the same samples as
     resampling the whole signal, while holding only a block plus a little context in memory.
     """
-
-    _LOWPASS_FILTER_WIDTH = 6  # torchaudio's defaults, so that one-shot resample() is the reference
-    _ROLLOFF = 0.99
 
     def __init__(self, orig_sr: int, new_sr: int) -> None:
         g = math.gcd(orig_sr, new_sr)
         self.orig = orig_sr // g
         self.new = new_sr // g
         self.identity = self.orig == self.new
-        width = math.ceil(self._LOWPASS_FILTER_WIDTH * self.orig / (min(self.orig, self.new) * self._ROLLOFF))
-        self._context = self.orig * math.ceil(width / self.orig)  # input samples, a multiple of orig
-        self._resample = None if self.identity else torchaudio.transforms.Resample(orig_sr, new_sr)
+        self._width = 0
+        self._kernel_t = np.zeros((0, 0), dtype=np.float32)
+        if not self.identity:
+            self._width, self._kernel_t = _sinc_kernel(orig_sr, new_sr)
+        self._context = self.orig * math.ceil(self._width / self.orig)  # input samples, multiple of orig
         self._buf = np.zeros(0, dtype=np.float32)
         self._buf_start = 0  # global input index of _buf[0]; always a multiple of orig
         self._next_stride = 0  # next stride (group of `orig` inputs) whose outputs are due
@@ -213,13 +216,21 @@ class StreamingResampler:
             return np.zeros(0, dtype=np.float32)
         return self._emit(math.ceil(self._total_in / self.orig), final=True)
 
+    def _polyphase(self, chunk: FloatArray) -> FloatArray:
+        """The same dot products as torchaudio's strided conv1d, as one matrix product.
+
+        A GEMM costs the same for every chunk length, whereas oneDNN's convolution re-plans for each
+        new input shape, which made every file pay a warm-up several times the work itself.
+        """
+        padded = np.pad(chunk, (self._width, self._width + self.orig))
+        frames = np.lib.stride_tricks.sliding_window_view(padded, self._kernel_t.shape[0])[:: self.orig]
+        return (np.ascontiguousarray(frames) @ self._kernel_t).reshape(-1)
+
     def _emit(self, end_stride: int, *, final: bool) -> FloatArray:
         chunk_start = max(0, self._next_stride * self.orig - self._context)
         chunk_end = self._total_in if final else end_stride * self.orig + self._context
         chunk = self._buf[chunk_start - self._buf_start : chunk_end - self._buf_start]
-        assert self._resample is not None
-        with torch.inference_mode():
-            out = self._resample(torch.from_numpy(np.ascontiguousarray(chunk))).numpy()
+        out = self._polyphase(chunk)
         offset = (self._next_stride * self.orig - chunk_start) // self.orig * self.new
         if final:
             # torchaudio rounds the target length through a float32 tensor; match it sample for sample.
@@ -233,6 +244,30 @@ class StreamingResampler:
         self._buf = self._buf[keep_from - self._buf_start :]
         self._buf_start = keep_from
         return result
+
+
+@functools.lru_cache(maxsize=16)
+def _sinc_kernel(orig_sr: int, new_sr: int) -> tuple[int, FloatArray]:
+    """torchaudio's default filter (sinc, Hann window, width 6, rolloff 0.99), as [taps, new] weights.
+
+    Its one-shot `resample()` is the reference the streaming resampler reproduces. Building the kernel
+    costs more than resampling a short file, hence the cache.
+    """
+    reference = torchaudio.transforms.Resample(orig_sr, new_sr)
+    kernel_t = np.ascontiguousarray(reference.kernel[:, 0, :].numpy().T)
+    kernel_t.flags.writeable = False
+    return int(reference.width), kernel_t
+
+
+def _downmix(block: np.ndarray) -> FloatArray:
+    """Average the channels of a [frames, channels] block (column adds beat a strided mean)."""
+    if block.shape[1] == 1:
+        return np.ascontiguousarray(block[:, 0])
+    mono = block[:, 0].copy()
+    for c in range(1, block.shape[1]):
+        mono += block[:, c]
+    mono *= np.float32(1.0 / block.shape[1])
+    return mono
 
 
 def resample(samples: FloatArray, orig_sr: int, new_sr: int) -> FloatArray:

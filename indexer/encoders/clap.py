@@ -93,7 +93,8 @@ class ClapEncoder:
             self.dtype = torch.float32
             _configure_cpu_threads()
         self.batch_size = batch_size or (64 if self.device.type == "cuda" else 8)
-        self.model = model.to(self.device, self.dtype).eval()
+        torch.nn.Module.to(model, device=self.device, dtype=self.dtype)
+        self.model = model.eval()
         self.tokenizer = tokenizer
         self.logit_scale = float(model.logit_scale_a.exp().item())
         self._mel_fb = torch.from_numpy(frontend.filter_bank()).float().to(self.device)
@@ -113,7 +114,11 @@ class ClapEncoder:
             clip = np.asarray(clip, dtype=np.float32)
             if clip.ndim != 1 or clip.size == 0:
                 raise ValueError(f"clip {i}: expected a non-empty 1-D array, got shape {clip.shape}")
-            parts = [clip] if len(clip) <= win else [w.samples for w in split_windows(clip, self.sample_rate, self.windows)]
+            parts = (
+                [clip]
+                if len(clip) <= win
+                else [w.samples for w in split_windows(clip, self.sample_rate, self.windows)]
+            )
             views.extend(parts)
             owner.extend([i] * len(parts))
         window_emb = self.embed_windows(views)
@@ -212,7 +217,7 @@ def load_hf_clap(
         )
     except OSError:
         log.info("%s has no preprocessor_config.json; using LAION-CLAP's preprocessing", source)
-        frontend = MelFrontend(fusion=bool(model.config.audio_config.enable_fusion))
+        frontend = MelFrontend(fusion=bool(getattr(model.config.audio_config, "enable_fusion", False)))
     return ClapEncoder(
         model, tokenizer, model_id=model_id or source, frontend=frontend, device=device, batch_size=batch_size
     )

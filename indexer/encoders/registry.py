@@ -21,13 +21,11 @@ BuiltinFactory = Callable[[str | None, int | None], Encoder]
 
 
 def _tiny_random(device: str | None, batch_size: int | None) -> Encoder:
-    from transformers import ClapFeatureExtractor  # noqa: F401  (fail early if transformers is broken)
+    import torch
+    from transformers import ClapModel
 
     from indexer.encoders.clap import ClapEncoder, MelFrontend
     from indexer.encoders.tiny import byte_level_tokenizer, tiny_clap_config
-
-    import torch
-    from transformers import ClapModel
 
     tokenizer = byte_level_tokenizer()
     torch.manual_seed(0)
