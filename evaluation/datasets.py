@@ -12,7 +12,8 @@ Layouts, as distributed:
   prefix, any supported extension, anywhere under the root. Rows are grouped by YouTube id, so each
   clip carries all its captions (5 per clip in val/test). Default split: ``test``.
 * ``clotho``: ``clotho_captions_{development,validation,evaluation}.csv`` (file_name, caption_1..5),
-  audio in ``{development,validation,evaluation}/``. Default split: ``evaluation``.
+  audio in ``{development,validation,evaluation}/`` (or a ``file_name`` relative to the root, as the
+  synthetic library writes it). Default split: ``evaluation``.
 * ``wavcaps``: one JSON per source (``AudioSet_SL``, ``BBC_Sound_Effects``, ``FreeSound``,
   ``SoundBible``; e.g. ``json_files/SoundBible/sb_final.json``) holding
   ``{"num_captions_per_audio": 1, "data": [{"id", "caption", "audio", "duration", ...}]}``. The released
@@ -34,6 +35,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -166,7 +168,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> Iterator[tuple[int, dict[s
                     raise DatasetError(path, f"expected {len(header)} fields, found {len(values)}", row=row)
                 yield row, {k: v.strip() for k, v in zip(header, values, strict=True)}
     except UnicodeDecodeError as exc:
-        raise DatasetError(path, f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise DatasetError(path, f"not UTF-8 text ({exc.reason})") from None
     except csv.Error as exc:
         raise DatasetError(path, f"malformed CSV ({exc})", row=row + 1) from None
 
@@ -192,9 +194,12 @@ def _integer(path: Path, row: int, values: dict[str, str], column: str, lo: int,
 def _number(path: Path, row: int, values: dict[str, str], column: str) -> float:
     raw = values[column]
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise DatasetError(path, f"{column} {raw!r} is not a number", row=row) from None
+        value = math.nan
+    if not math.isfinite(value):
+        raise DatasetError(path, f"{column} {raw!r} is not a number", row=row)
+    return value
 
 
 def _audio_extensions() -> frozenset[str]:
@@ -412,9 +417,10 @@ def load_clotho(
     for row, v in _read_csv(meta, CLOTHO_COLUMNS):
         name = _text(meta, row, v, "file_name")
         texts = tuple(_text(meta, row, v, c) for c in CLOTHO_COLUMNS[1:])
-        entries.append(
-            _Entry(ClipItem(clip_id=name, path=root / chosen / name, captions=texts), meta, f"row {row}")
-        )
+        path = root / chosen / name
+        if not path.is_file() and (root / name).is_file():
+            path = root / name  # a file_name relative to the root (the synthetic library writes these)
+        entries.append(_Entry(ClipItem(clip_id=name, path=path, captions=texts), meta, f"row {row}"))
     return _finish("clotho", root, chosen, entries, check_files=check_files, skip_missing=skip_missing)
 
 

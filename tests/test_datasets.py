@@ -223,6 +223,17 @@ def test_clotho_development_split(tmp_path: Path) -> None:
     assert load_dataset("clotho", _clotho(tmp_path, split="development"), split="dev").split == "development"
 
 
+def test_clotho_file_name_relative_to_root(tmp_path: Path) -> None:
+    # The synthetic library writes Clotho CSVs whose file_name is a nested path under the root.
+    captions = ",".join(f"a siren wails {k}" for k in range(1, 6))
+    _write(
+        tmp_path / "clotho_captions_evaluation.csv",
+        f"{CLOTHO_EVAL.splitlines()[0]}\nALARMS/siren/s1.wav,{captions}\n",
+    )
+    _touch(tmp_path / "ALARMS" / "siren" / "s1.wav")
+    assert load_dataset("clotho", tmp_path).items[0].path == tmp_path / "ALARMS" / "siren" / "s1.wav"
+
+
 def test_clotho_empty_caption_names_row(tmp_path: Path) -> None:
     text = CLOTHO_EVAL + "x.wav,one,two,,four,five\n"
     with pytest.raises(DatasetError, match=r"clotho_captions_evaluation\.csv, row 4: empty caption_3"):
