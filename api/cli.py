@@ -15,7 +15,9 @@ from collections.abc import Sequence
 from indexer.errors import SoundsearchError
 
 # Imported lazily so that `soundsearch --help` does not pay for torch/transformers imports.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "api.commands.eval",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
