@@ -69,9 +69,7 @@ def iter_windows(blocks: Iterable[FloatArray], sample_rate: int, spec: WindowSpe
         buf = np.concatenate([buf, block])
         while next_start + win <= buf_start + len(buf):
             lo = next_start - buf_start
-            yield Window(
-                next_start / sample_rate, (next_start + win) / sample_rate, buf[lo : lo + win].copy()
-            )
+            yield Window(next_start / sample_rate, (next_start + win) / sample_rate, buf[lo : lo + win].copy())
             emitted_end = next_start + win
             next_start += hop
         # Keep the last `win` samples: the end-aligned tail window may need all of them.

@@ -61,19 +61,11 @@ def _add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset", required=True, choices=DATASET_KINDS, metavar="KIND", help=", ".join(DATASET_KINDS)
     )
-    parser.add_argument(
-        "--root", required=True, type=Path, metavar="DIR", help="dataset folder (csv: the CSV file)"
-    )
-    parser.add_argument(
-        "--model", required=True, metavar="SPEC", help="model name, HF id or directory, or .pt file"
-    )
+    parser.add_argument("--root", required=True, type=Path, metavar="DIR", help="dataset folder (csv: the CSV file)")
+    parser.add_argument("--model", required=True, metavar="SPEC", help="model name, HF id or directory, or .pt file")
     parser.add_argument("--split", help="dataset split (clotho: evaluation; audiocaps: test; esc50: esc10)")
-    parser.add_argument(
-        "--fold", type=int, help="evaluate one fold only (ESC-50, UrbanSound8K); default: all"
-    )
-    parser.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="only the first N clips (quick checks)"
-    )
+    parser.add_argument("--fold", type=int, help="evaluate one fold only (ESC-50, UrbanSound8K); default: all")
+    parser.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N clips (quick checks)")
     parser.add_argument("--device", help="torch device, e.g. cuda or cpu (default: the encoder's choice)")
     parser.add_argument("--batch-size", type=_positive_int, default=16, metavar="N", help="clips per batch")
     parser.add_argument(

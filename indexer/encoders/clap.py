@@ -115,9 +115,7 @@ class ClapEncoder:
             if clip.ndim != 1 or clip.size == 0:
                 raise ValueError(f"clip {i}: expected a non-empty 1-D array, got shape {clip.shape}")
             parts = (
-                [clip]
-                if len(clip) <= win
-                else [w.samples for w in split_windows(clip, self.sample_rate, self.windows)]
+                [clip] if len(clip) <= win else [w.samples for w in split_windows(clip, self.sample_rate, self.windows)]
             )
             views.extend(parts)
             owner.extend([i] * len(parts))

@@ -16,6 +16,8 @@ from indexer.encoders.base import Encoder
 from indexer.errors import EncoderLoadError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+# What a new catalog is built with when no --model is given.
+DEFAULT_MODEL = "tiny-random"
 
 BuiltinFactory = Callable[[str | None, int | None], Encoder]
 

@@ -1,0 +1,61 @@
+"""Options and helpers shared by the catalog commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from tqdm import tqdm
+
+from indexer.catalog import Catalog
+from indexer.encoders.base import Encoder
+from indexer.pipeline import Progress
+
+
+def add_catalog_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", help="catalog folder (default: $SOUNDSEARCH_HOME, else the per-user data folder)")
+    parser.add_argument("--db-url", help="SQLAlchemy database URL (default: SQLite in the catalog folder)")
+
+
+def open_catalog(args: argparse.Namespace, *, writable: bool = True) -> Catalog:
+    return Catalog.open(args.home, db_url=args.db_url, writable=writable)
+
+
+def catalog_encoder(catalog: Catalog, model: str | None, device: str | None = None) -> Encoder:
+    """The model asked for, else the one the catalog was built with, else the default."""
+    from indexer.encoders.registry import DEFAULT_MODEL, load_encoder
+
+    bound = catalog.binding
+    encoder = load_encoder(model or (bound.model_id if bound else DEFAULT_MODEL), device=device)
+    catalog.check_model(encoder.model_id, encoder.dim)
+    return encoder
+
+
+def print_json(payload: Any) -> None:
+    json.dump(payload, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+class TqdmProgress(Progress):
+    """Files, audio hours and ETA on a terminal; silent when stderr is not one."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: tqdm[Any] | None = None
+        self.audio_s = 0.0
+
+    def start(self, files: int, audio_seconds: float) -> None:
+        if self.enabled:
+            self.bar = tqdm(total=files, unit="file", desc="indexing", dynamic_ncols=True)
+
+    def advance(self, files: int, audio_seconds: float) -> None:
+        self.audio_s += audio_seconds
+        if self.bar is not None:
+            self.bar.update(files)
+            self.bar.set_postfix_str(f"{self.audio_s / 3600:.2f} h audio", refresh=False)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

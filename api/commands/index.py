@@ -1,0 +1,93 @@
+"""`soundsearch index`, `status` and `reindex`: build and inspect a catalog."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from api.commands.common import TqdmProgress, add_catalog_options, catalog_encoder, open_catalog, print_json
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("index", help="index (or update) library folders")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="library folder(s)")
+    p.add_argument("--model", help="model spec for a new catalog (default: the catalog's own model)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--workers", type=int, default=2, help="decoder threads (default: 2)")
+    p.add_argument("--json", action="store_true", help="print one JSON summary instead of a progress bar")
+    add_catalog_options(p)
+    p.set_defaults(run=run_index)
+
+    p = sub.add_parser("status", help="what the catalog holds")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--failed", action="store_true", help="list the files that failed, with reasons")
+    add_catalog_options(p)
+    p.set_defaults(run=run_status)
+
+    p = sub.add_parser("reindex", help="rebuild every vector with another model")
+    p.add_argument("--model", required=True, help="the new model spec")
+    p.add_argument("--device")
+    p.add_argument("--json", action="store_true")
+    add_catalog_options(p)
+    p.set_defaults(run=run_reindex)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from indexer.pipeline import IndexOptions, index_paths
+
+    with open_catalog(args) as catalog:
+        encoder = catalog_encoder(catalog, args.model, args.device)
+        summary = index_paths(
+            catalog,
+            encoder,
+            args.paths,
+            options=IndexOptions(workers=args.workers),
+            progress=TqdmProgress(enabled=not args.json),
+        )
+    if args.json:
+        print_json(summary.to_dict())
+    else:
+        _print_summary(summary.to_dict())
+    return 0
+
+
+def run_reindex(args: argparse.Namespace) -> int:
+    from indexer.encoders.registry import load_encoder
+    from indexer.pipeline import IndexOptions, index_paths
+
+    with open_catalog(args) as catalog:
+        encoder = load_encoder(args.model, device=args.device)
+        roots = catalog.roots()
+        catalog.rebind_model(encoder.model_id, encoder.dim, encoder.window_seconds, encoder.window_seconds / 2)
+        summary = index_paths(
+            catalog, encoder, roots, options=IndexOptions(force=True), progress=TqdmProgress(enabled=not args.json)
+        )
+    if args.json:
+        print_json(summary.to_dict())
+    else:
+        _print_summary(summary.to_dict())
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with open_catalog(args, writable=False) as catalog:
+        status = catalog.status().to_dict()
+        failed = [{"path": str(f.path), "error": f.error} for f in catalog.files(status="failed")]
+    if args.json:
+        print_json({**status, "failed_files": failed} if args.failed else status)
+        return 0
+    width = max(len(k) for k in status)
+    for key, value in status.items():
+        print(f"{key:<{width}}  {value}")
+    if args.failed:
+        print(f"\n{len(failed)} failed file(s):")
+        for f in failed:
+            print(f"  {f['path']}: {f['error']}")
+    return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    keys = ("added", "updated", "unchanged", "moved", "removed", "failed", "segments")
+    print(", ".join(f"{summary[k]} {k}" for k in keys) + f" in {summary['seconds']:.1f} s")
+    for err in summary["errors"]:
+        print(f"  ! {err['path']}: {err['reason']}")

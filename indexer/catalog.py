@@ -1,0 +1,406 @@
+"""The catalog: file and segment metadata plus vectors in a database, and a FAISS index beside it.
+
+A catalog lives in a home directory (`--home`, else `$SOUNDSEARCH_HOME`, else the per-user data
+directory): `catalog.db` (SQLite, unless another SQLAlchemy URL is given) and `vectors.faiss`.
+The database is the source of truth, vectors included; on open, the FAISS ids are checked against
+the database's segments and any difference (a crash between a database commit and the next index
+save, say) is repaired from the stored vectors. A catalog is bound to the one model that built it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import platformdirs
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy.orm import Session
+
+from indexer.errors import SoundsearchError
+from indexer.schema import SCHEMA_VERSION, Base, FileRow, Root, SegmentRow, Setting, migrate, schema_version
+from indexer.types import FloatArray, Seconds
+from indexer.vectors import FaissIndex, IdArray, create_index, load_index
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "catalog.db"
+INDEX_NAME = "vectors.faiss"
+# Bumped whenever decoding/windowing changes embeddings, so old catalogs are not silently mixed.
+PREPROCESSING_VERSION = "1"
+
+
+class CatalogError(SoundsearchError):
+    """The catalog cannot be used as asked (wrong model, newer schema, ...)."""
+
+
+class FileStatus:
+    OK = "ok"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ModelBinding:
+    model_id: str
+    dim: int
+    window_s: Seconds
+    hop_s: Seconds
+    preprocessing: str
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    path: Path
+    size: int
+    content_hash: str | None
+    duration_s: Seconds | None
+    sample_rate: int | None
+    channels: int | None
+    format: str | None
+    status: str
+    error: str | None
+    indexed_at: datetime
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    id: int
+    file_id: int
+    start_s: Seconds
+    end_s: Seconds
+
+
+@dataclass(frozen=True)
+class CatalogStatus:
+    home: Path
+    database_url: str
+    files: int
+    failed: int
+    segments: int
+    audio_hours: float
+    model: ModelBinding | None
+    index_type: str
+    index_vectors: int
+    database_bytes: int | None
+    index_bytes: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "home": str(self.home),
+            "database_url": self.database_url,
+            "files": self.files,
+            "failed": self.failed,
+            "segments": self.segments,
+            "audio_hours": round(self.audio_hours, 4),
+            "model": self.model.model_id if self.model else None,
+            "dim": self.model.dim if self.model else None,
+            "window_s": self.model.window_s if self.model else None,
+            "hop_s": self.model.hop_s if self.model else None,
+            "index_type": self.index_type,
+            "index_vectors": self.index_vectors,
+            "database_bytes": self.database_bytes,
+            "index_bytes": self.index_bytes,
+        }
+
+
+def resolve_home(home: str | Path | None = None) -> Path:
+    chosen = home or os.environ.get("SOUNDSEARCH_HOME") or platformdirs.user_data_dir("soundsearch")
+    return Path(chosen).expanduser().absolute()
+
+
+def vector_to_bytes(v: FloatArray) -> bytes:
+    return np.ascontiguousarray(v, dtype="<f4").tobytes()
+
+
+def vectors_from_bytes(blobs: Sequence[bytes], dim: int) -> FloatArray:
+    if not blobs:
+        return np.zeros((0, dim), dtype=np.float32)
+    return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), dim).astype(np.float32)
+
+
+class Catalog:
+    """An open catalog. Use `Catalog.open(...)`; close it (or use it as a context manager)."""
+
+    def __init__(self, home: Path, engine: Engine, database_url: str, *, writable: bool) -> None:
+        self.home = home
+        self.engine = engine
+        self.database_url = database_url
+        self.writable = writable
+        self.index_path = home / INDEX_NAME
+        self._index: FaissIndex | None = None
+        self._index_stamp: tuple[int, int] | None = None
+
+    # --- opening -----------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, home: str | Path | None = None, *, db_url: str | None = None, writable: bool = True) -> Catalog:
+        root = resolve_home(home)
+        if root.exists() and not root.is_dir():
+            raise CatalogError(f"catalog home {root} exists and is not a directory")
+        root.mkdir(parents=True, exist_ok=True)
+        url = db_url or f"sqlite:///{root / DB_NAME}"
+        engine = create_engine(url)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        catalog = cls(root, engine, url, writable=writable)
+        catalog._prepare_schema()
+        return catalog
+
+    def _prepare_schema(self) -> None:
+        with self.engine.begin() as conn:
+            Base.metadata.create_all(conn)
+            version = schema_version(conn)
+            if version is None:
+                conn.execute(insert(Setting).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            elif version > SCHEMA_VERSION:
+                raise CatalogError(
+                    f"catalog {self.home} uses schema version {version}, newer than this soundsearch "
+                    f"({SCHEMA_VERSION}); upgrade soundsearch"
+                )
+            elif version < SCHEMA_VERSION:
+                steps = migrate(conn)
+                log.warning("upgraded catalog schema %s → %s", version, steps[-1])
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One unit of work: committed on success, rolled back on error."""
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    # --- model binding -----------------------------------------------------------------------------
+
+    def settings(self) -> dict[str, str]:
+        with Session(self.engine) as s:
+            return {row.key: row.value for row in s.scalars(select(Setting))}
+
+    @property
+    def binding(self) -> ModelBinding | None:
+        st = self.settings()
+        if "model_id" not in st:
+            return None
+        return ModelBinding(
+            model_id=st["model_id"],
+            dim=int(st["dim"]),
+            window_s=float(st["window_s"]),
+            hop_s=float(st["hop_s"]),
+            preprocessing=st["preprocessing"],
+        )
+
+    def check_model(self, model_id: str, dim: int) -> None:
+        bound = self.binding
+        if bound is not None and (bound.model_id != model_id or bound.dim != dim):
+            raise CatalogError(
+                f"catalog {self.home} was built with model {bound.model_id!r} (dim {bound.dim}), not "
+                f"{model_id!r} (dim {dim}); open it without --model, or rebuild its vectors with "
+                f"`soundsearch reindex --model {model_id}`"
+            )
+
+    def bind_model(self, model_id: str, dim: int, window_s: Seconds, hop_s: Seconds) -> ModelBinding:
+        """Record the catalog's model on first use; refuse a different one afterwards."""
+        self.check_model(model_id, dim)
+        if self.binding is None:
+            self._write_binding(ModelBinding(model_id, dim, window_s, hop_s, PREPROCESSING_VERSION))
+        binding = self.binding
+        assert binding is not None
+        return binding
+
+    def rebind_model(self, model_id: str, dim: int, window_s: Seconds, hop_s: Seconds) -> None:
+        """Drop every vector and bind the catalog to a new model (the files are kept for re-embedding)."""
+        with self.session() as s:
+            s.execute(delete(SegmentRow))
+        self._write_binding(ModelBinding(model_id, dim, window_s, hop_s, PREPROCESSING_VERSION))
+        self._index = create_index(dim)
+        self.save_index()
+
+    def _write_binding(self, b: ModelBinding) -> None:
+        values = {
+            "model_id": b.model_id,
+            "dim": str(b.dim),
+            "window_s": str(b.window_s),
+            "hop_s": str(b.hop_s),
+            "preprocessing": b.preprocessing,
+        }
+        with self.session() as s:
+            for key, value in values.items():
+                s.merge(Setting(key=key, value=value))
+
+    # --- vector index ------------------------------------------------------------------------------
+
+    @property
+    def index(self) -> FaissIndex:
+        if self._index is None:
+            self._index = self._load_and_reconcile()
+        return self._index
+
+    def _load_and_reconcile(self) -> FaissIndex:
+        binding = self.binding
+        dim = binding.dim if binding else 0
+        index: FaissIndex | None = None
+        if self.index_path.exists():
+            try:
+                self._index_stamp = _stamp(self.index_path)
+                index = load_index(self.index_path)
+            except RuntimeError as exc:
+                log.warning("vector index %s is unreadable (%s); rebuilding it from the catalog", self.index_path, exc)
+        if index is None or (dim and index.dim != dim):
+            index = create_index(dim or 1)
+        added, removed = self._reconcile(index)
+        if (added or removed) and self.writable:
+            log.warning("repaired vector index: added %d missing vectors, dropped %d stale ids", added, removed)
+            index.save(self.index_path)
+            self._index_stamp = _stamp(self.index_path)
+        return index
+
+    def _reconcile(self, index: FaissIndex) -> tuple[int, int]:
+        """Make the index hold exactly the database's segments; returns (added, removed)."""
+        with Session(self.engine) as s:
+            db_ids = np.fromiter(s.scalars(select(SegmentRow.id)), dtype=np.int64)
+        have = index.ids()
+        missing = np.setdiff1d(db_ids, have, assume_unique=True)
+        stale = np.setdiff1d(have, db_ids, assume_unique=True)
+        if len(stale):
+            index.remove(stale)
+        for start in range(0, len(missing), 10_000):
+            chunk = missing[start : start + 10_000]
+            index.add(chunk, self.vectors(chunk))
+        return len(missing), len(stale)
+
+    def refresh(self) -> bool:
+        """Reload the index if another process saved a new one; returns whether it did."""
+        if self._index is not None and self.index_path.exists() and _stamp(self.index_path) == self._index_stamp:
+            return False
+        self._index = None
+        _ = self.index
+        return True
+
+    def save_index(self) -> None:
+        if not self.writable:
+            raise CatalogError("catalog was opened read-only")
+        self.index.save(self.index_path)
+        self._index_stamp = _stamp(self.index_path)
+
+    # --- queries -----------------------------------------------------------------------------------
+
+    def roots(self) -> list[Path]:
+        with Session(self.engine) as s:
+            return [Path(p) for p in s.scalars(select(Root.path).order_by(Root.path))]
+
+    def files(self, status: str | None = None) -> list[FileRecord]:
+        query = select(FileRow).order_by(FileRow.path)
+        if status is not None:
+            query = query.where(FileRow.status == status)
+        with Session(self.engine) as s:
+            return [_file_record(row) for row in s.scalars(query)]
+
+    def file(self, file_id: int) -> FileRecord | None:
+        with Session(self.engine) as s:
+            row = s.get(FileRow, file_id)
+            return _file_record(row) if row else None
+
+    def segments(self, file_id: int | None = None) -> list[SegmentRecord]:
+        query = select(SegmentRow.id, SegmentRow.file_id, SegmentRow.start_s, SegmentRow.end_s).order_by(
+            SegmentRow.file_id, SegmentRow.start_s
+        )
+        if file_id is not None:
+            query = query.where(SegmentRow.file_id == file_id)
+        with Session(self.engine) as s:
+            return [SegmentRecord(*row) for row in s.execute(query)]
+
+    def segments_by_id(self, ids: Sequence[int]) -> dict[int, SegmentRecord]:
+        if not len(ids):
+            return {}
+        query = select(SegmentRow.id, SegmentRow.file_id, SegmentRow.start_s, SegmentRow.end_s).where(
+            SegmentRow.id.in_([int(i) for i in ids])
+        )
+        with Session(self.engine) as s:
+            return {row[0]: SegmentRecord(*row) for row in s.execute(query)}
+
+    def vectors(self, segment_ids: Sequence[int] | IdArray) -> FloatArray:
+        """Stored vectors, in the order of `segment_ids` (unknown ids raise KeyError)."""
+        binding = self.binding
+        dim = binding.dim if binding else 0
+        wanted = [int(i) for i in segment_ids]
+        by_id: dict[int, bytes] = {}
+        with Session(self.engine) as s:
+            for start in range(0, len(wanted), 5_000):
+                chunk = wanted[start : start + 5_000]
+                by_id.update(
+                    s.execute(select(SegmentRow.id, SegmentRow.vector).where(SegmentRow.id.in_(chunk))).tuples()
+                )
+        return vectors_from_bytes([by_id[i] for i in wanted], dim)
+
+    def search_vectors(self, query: FloatArray, k: int) -> list[tuple[SegmentRecord, float]]:
+        """Nearest segments to one query vector. Ids the database no longer knows are skipped."""
+        scores, ids = self.index.search(query.reshape(1, -1), k)
+        found = self.segments_by_id([int(i) for i in ids[0] if i >= 0])
+        return [(found[int(i)], float(sc)) for sc, i in zip(scores[0], ids[0], strict=True) if int(i) in found]
+
+    def status(self) -> CatalogStatus:
+        with Session(self.engine) as s:
+            n_files = s.scalar(select(func.count()).select_from(FileRow).where(FileRow.status == FileStatus.OK))
+            n_failed = s.scalar(select(func.count()).select_from(FileRow).where(FileRow.status == FileStatus.FAILED))
+            n_segments = s.scalar(select(func.count()).select_from(SegmentRow))
+            seconds = s.scalar(select(func.sum(FileRow.duration_s)).where(FileRow.status == FileStatus.OK))
+        db_file = self.home / DB_NAME
+        return CatalogStatus(
+            home=self.home,
+            database_url=self.database_url,
+            files=int(n_files or 0),
+            failed=int(n_failed or 0),
+            segments=int(n_segments or 0),
+            audio_hours=float(seconds or 0.0) / 3600,
+            model=self.binding,
+            index_type=self.index.kind,
+            index_vectors=self.index.count(),
+            database_bytes=db_file.stat().st_size
+            if self.engine.dialect.name == "sqlite" and db_file.exists()
+            else None,
+            index_bytes=self.index_path.stat().st_size if self.index_path.exists() else None,
+        )
+
+
+def _file_record(row: FileRow) -> FileRecord:
+    return FileRecord(
+        id=row.id,
+        path=Path(row.path),
+        size=row.size,
+        content_hash=row.content_hash,
+        duration_s=row.duration_s,
+        sample_rate=row.sample_rate,
+        channels=row.channels,
+        format=row.format,
+        status=row.status,
+        error=row.error,
+        indexed_at=row.indexed_at,
+    )
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # WAL lets readers search while an indexer writes; the busy timeout absorbs short write locks.
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()

@@ -1,0 +1,466 @@
+"""The indexing run: scan, diff against the catalog, decode in parallel, embed in full batches, commit.
+
+- Unchanged files (same size and mtime) are skipped without being opened; files whose stat changed
+  are hashed, and only a changed hash is re-embedded. A new path whose hash matches a file that
+  vanished is a move: its row and vectors are kept. Files that vanished are removed.
+- Decoder threads turn files into windows (libsndfile and the resampler's matrix product release
+  the GIL) while the main thread embeds windows from many files in full batches.
+- Finished files are committed in chunks (rows and vectors in one transaction), so a crash loses at
+  most the chunk in flight and the next run resumes. The FAISS file is saved periodically and at the
+  end; whatever a crash leaves it missing is repaired from the database on the next open.
+- One bad file never stops a run: it is recorded with its error.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from indexer.audio import AudioInfo, probe, stream_audio
+from indexer.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
+from indexer.encoders.base import Encoder
+from indexer.errors import AudioDecodeError
+from indexer.scan import FoundFile, walk_audio
+from indexer.schema import FileRow, Root, SegmentRow, utcnow
+from indexer.windows import Window, WindowSpec, iter_windows
+
+log = logging.getLogger(__name__)
+
+HASH_BLOCK = 1 << 20
+
+
+@dataclass
+class IndexSummary:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    moved: int = 0
+    removed: int = 0
+    failed: int = 0
+    segments: int = 0
+    seconds: float = 0.0
+    audio_seconds: float = 0.0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "moved": self.moved,
+            "removed": self.removed,
+            "failed": self.failed,
+            "segments": self.segments,
+            "seconds": round(self.seconds, 3),
+            "audio_hours": round(self.audio_seconds / 3600, 4),
+            "errors": self.errors,
+        }
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    workers: int = 2
+    commit_every_files: int = 64
+    commit_every_s: float = 15.0
+    save_index_every_s: float = 120.0
+    force: bool = False  # re-embed every file (used by reindex)
+
+
+class Progress:
+    """What a front end (progress bar, API job) is told while a run embeds files."""
+
+    def start(self, files: int, audio_seconds: float) -> None: ...
+
+    def advance(self, files: int, audio_seconds: float) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass
+class _Job:
+    found: FoundFile
+    root_id: int
+    content_hash: str
+    existing_id: int | None  # set when the file replaces an older version of itself
+
+
+def index_paths(
+    catalog: Catalog,
+    encoder: Encoder,
+    roots: Sequence[str | Path],
+    *,
+    options: IndexOptions | None = None,
+    progress: Progress | None = None,
+) -> IndexSummary:
+    """Bring the catalog up to date with the audio files under `roots`."""
+    opts = options or IndexOptions()
+    t0 = time.perf_counter()
+    root_paths = [_check_root(r) for r in roots]
+    binding = catalog.bind_model(encoder.model_id, encoder.dim, encoder.window_seconds, encoder.window_seconds / 2)
+    spec = WindowSpec(binding.window_s, binding.hop_s)
+    summary = IndexSummary()
+    with _run_lock(catalog.home):
+        jobs = _plan(catalog, root_paths, summary, force=opts.force)
+        _EmbedRun(catalog, encoder, spec, opts, summary, progress).run(jobs)
+        catalog.save_index()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _check_root(root: str | Path) -> Path:
+    p = Path(root).expanduser().absolute()
+    if not p.exists():
+        raise CatalogError(f"{p}: no such folder")
+    if not p.is_dir():
+        raise CatalogError(f"{p}: not a folder (index takes library folders)")
+    return p
+
+
+@contextmanager
+def _run_lock(home: Path) -> Iterator[None]:
+    with open(home / "index.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CatalogError(f"another indexing run is using the catalog in {home}") from None
+        yield
+
+
+def file_hash(path: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: bool) -> list[_Job]:
+    """Diff the disk against the catalog; apply moves and removals; return the files to embed."""
+    root_ids = _ensure_roots(catalog, roots)
+    found: dict[str, tuple[FoundFile, int]] = {}
+    for root, root_id in zip(roots, root_ids, strict=True):
+        files, issues = walk_audio(root)
+        summary.errors.extend({"path": i.path, "reason": i.reason} for i in issues)
+        for f in files:
+            found.setdefault(f.path, (f, root_id))
+
+    with Session(catalog.engine) as s:
+        rows = s.execute(
+            select(
+                FileRow.id, FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.content_hash, FileRow.status
+            ).where(FileRow.root_id.in_(root_ids))
+        ).all()
+    known = {r.path: r for r in rows}
+
+    to_hash: list[tuple[FoundFile, int, Any]] = []
+    for path, (f, root_id) in found.items():
+        row = known.get(path)
+        if row is not None and not force and row.size == f.size and row.mtime_ns == f.mtime_ns:
+            summary.unchanged += 1
+        else:
+            to_hash.append((f, root_id, row))
+
+    vanished = {r.content_hash: r for p, r in known.items() if p not in found and r.status == FileStatus.OK}
+    hashes = _hash_all([f.path for f, _, _ in to_hash], summary)
+
+    jobs: list[_Job] = []
+    touched: list[tuple[int, FoundFile]] = []
+    moves: list[tuple[int, FoundFile, int]] = []
+    for f, root_id, row in to_hash:
+        digest = hashes.get(f.path)
+        if digest is None:
+            continue  # unreadable: already recorded as an error
+        if row is not None and not force and row.content_hash == digest and row.status == FileStatus.OK:
+            touched.append((row.id, f))  # same bytes, new mtime
+            summary.unchanged += 1
+        elif row is None and digest in vanished:
+            moves.append((vanished.pop(digest).id, f, root_id))
+            summary.moved += 1
+        else:
+            jobs.append(_Job(f, root_id, digest, row.id if row is not None else None))
+
+    removed_ids = [r.id for r in vanished.values()] + [
+        r.id for p, r in known.items() if p not in found and r.status != FileStatus.OK
+    ]
+    summary.removed = len(vanished)
+    with catalog.session() as s:
+        for file_id, f in touched:
+            s.execute(update(FileRow).where(FileRow.id == file_id).values(size=f.size, mtime_ns=f.mtime_ns))
+        for file_id, f, root_id in moves:
+            s.execute(
+                update(FileRow)
+                .where(FileRow.id == file_id)
+                .values(path=f.path, root_id=root_id, size=f.size, mtime_ns=f.mtime_ns)
+            )
+        stale = _delete_files(s, removed_ids)
+    catalog.index.remove(stale)
+    return jobs
+
+
+def _ensure_roots(catalog: Catalog, roots: list[Path]) -> list[int]:
+    ids = []
+    with catalog.session() as s:
+        for root in roots:
+            row = s.scalars(select(Root).where(Root.path == str(root))).one_or_none()
+            if row is None:
+                row = Root(path=str(root))
+                s.add(row)
+                s.flush()
+            ids.append(row.id)
+    return ids
+
+
+def _hash_all(paths: list[str], summary: IndexSummary) -> dict[str, str]:
+    def one(path: str) -> tuple[str, str | None, str | None]:
+        try:
+            return path, file_hash(path), None
+        except OSError as exc:
+            return path, None, f"cannot read file: {exc.strerror or exc}"
+
+    out: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for path, digest, error in pool.map(one, paths):
+            if digest is None:
+                summary.errors.append({"path": path, "reason": error or "unreadable"})
+            else:
+                out[path] = digest
+    return out
+
+
+def _delete_segments(s: Session, file_ids: Sequence[int]) -> np.ndarray:
+    """Delete the files' segments; returns their ids, to drop from the vector index."""
+    if not file_ids:
+        return np.zeros(0, dtype=np.int64)
+    seg_ids = np.fromiter(s.scalars(select(SegmentRow.id).where(SegmentRow.file_id.in_(file_ids))), dtype=np.int64)
+    s.execute(delete(SegmentRow).where(SegmentRow.file_id.in_(file_ids)))
+    return seg_ids
+
+
+def _delete_files(s: Session, file_ids: Sequence[int]) -> np.ndarray:
+    seg_ids = _delete_segments(s, file_ids)
+    if file_ids:
+        s.execute(delete(FileRow).where(FileRow.id.in_(file_ids)))
+    return seg_ids
+
+
+# --- the embedding loop ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Decoded:
+    """A file on its way through the pipeline: windows arrive, embeddings accumulate."""
+
+    job: _Job
+    info: AudioInfo | None = None
+    n_windows: int | None = None  # known once the decoder reached the end of the file
+    bounds: list[tuple[float, float]] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.n_windows is not None and len(self.vectors) == self.n_windows
+
+
+@dataclass(frozen=True)
+class _End:
+    """A decoder's last word on a file: its header info and window count, or why it failed."""
+
+    state: _Decoded
+    info: AudioInfo | None
+    n_windows: int
+    error: str | None
+
+
+_DONE = object()
+
+
+class _EmbedRun:
+    def __init__(
+        self,
+        catalog: Catalog,
+        encoder: Encoder,
+        spec: WindowSpec,
+        opts: IndexOptions,
+        summary: IndexSummary,
+        progress: Progress | None,
+    ) -> None:
+        self.catalog = catalog
+        self.encoder = encoder
+        self.spec = spec
+        self.opts = opts
+        self.summary = summary
+        self.progress = progress
+        self.batch_size = int(getattr(encoder, "batch_size", 8))
+        # Bounded: decoders stay a few batches ahead of the model and memory stays flat on long files.
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=4 * self.batch_size)
+        self.ready: list[_Decoded] = []
+        self.last_commit = time.monotonic()
+        self.last_save = time.monotonic()
+
+    def run(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        if self.progress:
+            self.progress.start(len(jobs), sum(_estimated_seconds(j) for j in jobs))
+        pending = queue.Queue[_Job]()
+        for job in jobs:
+            pending.put(job)
+        workers = [
+            threading.Thread(target=self._decode_worker, args=(pending,), daemon=True, name=f"decode-{i}")
+            for i in range(max(1, min(self.opts.workers, len(jobs))))
+        ]
+        for w in workers:
+            w.start()
+        batch: list[tuple[_Decoded, Window]] = []
+        running = len(workers)
+        while running:
+            item = self.queue.get()
+            if item is _DONE:
+                running -= 1
+                continue
+            if isinstance(item, tuple):
+                state, window = item
+                state.bounds.append((window.start_s, window.end_s))
+                batch.append(item)
+                if len(batch) >= self.batch_size:
+                    self._embed(batch)
+                    batch = []
+            else:
+                self._file_ended(item)
+            self._maybe_commit()
+        if batch:
+            self._embed(batch)
+        self._commit()
+        if self.progress:
+            self.progress.finish()
+
+    def _decode_worker(self, pending: queue.Queue[_Job]) -> None:
+        # Workers only send messages; all bookkeeping happens on the main thread.
+        while True:
+            try:
+                job = pending.get_nowait()
+            except queue.Empty:
+                self.queue.put(_DONE)
+                return
+            state = _Decoded(job)
+            n = 0
+            try:
+                info = probe(job.found.path)
+                blocks = stream_audio(job.found.path, self.encoder.sample_rate)
+                for window in iter_windows(blocks, self.encoder.sample_rate, self.spec):
+                    self.queue.put((state, window))
+                    n += 1
+                self.queue.put(_End(state, info, n, None))
+            except AudioDecodeError as exc:
+                self.queue.put(_End(state, None, n, exc.reason))
+            except OSError as exc:
+                self.queue.put(_End(state, None, n, f"cannot read file: {exc.strerror or exc}"))
+
+    def _embed(self, batch: list[tuple[_Decoded, Window]]) -> None:
+        vectors = self.encoder.embed_audio([w.samples for _, w in batch])
+        for (state, _), vec in zip(batch, vectors, strict=True):
+            state.vectors.append(vec)
+            if state.complete and state.error is None:
+                self._finished(state)
+
+    def _file_ended(self, end: _End) -> None:
+        state = end.state
+        state.info, state.n_windows, state.error = end.info, end.n_windows, end.error
+        if state.error is not None or state.complete:
+            self._finished(state)
+
+    def _finished(self, state: _Decoded) -> None:
+        self.ready.append(state)
+        if self.progress:
+            seconds = state.info.duration_s if state.info and state.error is None else 0.0
+            self.progress.advance(1, seconds)
+
+    def _maybe_commit(self) -> None:
+        now = time.monotonic()
+        if len(self.ready) >= self.opts.commit_every_files or (
+            self.ready and now - self.last_commit >= self.opts.commit_every_s
+        ):
+            self._commit()
+        if now - self.last_save >= self.opts.save_index_every_s:
+            self.catalog.save_index()
+            self.last_save = now
+
+    def _commit(self) -> None:
+        """Write finished files (rows, segments, vectors) in one transaction, then update FAISS."""
+        if not self.ready:
+            return
+        new_ids: list[int] = []
+        new_vectors: list[np.ndarray] = []
+        stale: list[np.ndarray] = []
+        with self.catalog.session() as s:
+            for st in self.ready:
+                values = self._file_values(st)
+                if st.job.existing_id is None:
+                    file_id = s.execute(insert(FileRow).values(**values).returning(FileRow.id)).scalar_one()
+                else:
+                    # Updated in place: the file keeps its id (tags, links), its old segments go.
+                    file_id = st.job.existing_id
+                    stale.append(_delete_segments(s, [file_id]))
+                    s.execute(update(FileRow).where(FileRow.id == file_id).values(**values))
+                if st.error is not None:
+                    self.summary.failed += 1
+                    self.summary.errors.append({"path": st.job.found.path, "reason": st.error})
+                    continue
+                segs = [
+                    SegmentRow(file_id=file_id, start_s=a, end_s=b, vector=vector_to_bytes(v))
+                    for (a, b), v in zip(st.bounds, st.vectors, strict=True)
+                ]
+                s.add_all(segs)
+                s.flush()
+                new_ids.extend(seg.id for seg in segs)
+                new_vectors.extend(st.vectors)
+                self.summary.segments += len(segs)
+                self.summary.audio_seconds += st.info.duration_s if st.info else 0.0
+                if st.job.existing_id is None:
+                    self.summary.added += 1
+                else:
+                    self.summary.updated += 1
+        if stale:
+            self.catalog.index.remove(np.concatenate(stale))
+        if new_ids:
+            self.catalog.index.add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
+        self.ready = []
+        self.last_commit = time.monotonic()
+
+    @staticmethod
+    def _file_values(st: _Decoded) -> dict[str, Any]:
+        f, info = st.job.found, st.info
+        return {
+            "root_id": st.job.root_id,
+            "path": f.path,
+            "size": f.size,
+            "mtime_ns": f.mtime_ns,
+            "content_hash": st.job.content_hash,
+            "duration_s": info.duration_s if info else None,
+            "sample_rate": info.sample_rate if info else None,
+            "channels": info.channels if info else None,
+            "format": info.format if info else None,
+            "status": FileStatus.OK if st.error is None else FileStatus.FAILED,
+            "error": st.error,
+            "indexed_at": utcnow(),
+        }
+
+
+def _estimated_seconds(job: _Job) -> float:
+    # Rough (from the size of 16-bit stereo at 44.1 kHz) until the header is read; only for the ETA.
+    return job.found.size / 176_400

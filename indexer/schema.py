@@ -1,0 +1,114 @@
+"""The catalog's relational schema (SQLAlchemy 2.0 typed ORM) and its versioned migrations.
+
+The database is the source of truth: it holds every segment's vector, so the FAISS index is a
+derived structure that can always be checked and repaired against it (see `indexer.catalog`).
+SQL stays portable: SQLite by default, any SQLAlchemy URL (PostgreSQL included) must work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    select,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Setting(Base):
+    """Key/value facts about the catalog: model id, embedding dim, windowing, schema version."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Root(Base):
+    __tablename__ = "roots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class FileRow(Base):
+    __tablename__ = "files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    root_id: Mapped[int] = mapped_column(ForeignKey("roots.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    content_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    sample_rate: Mapped[int | None] = mapped_column(Integer)
+    channels: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # FileStatus values
+    error: Mapped[str | None] = mapped_column(Text)
+    indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    segments: Mapped[list[SegmentRow]] = relationship(
+        back_populates="file", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class SegmentRow(Base):
+    """One encoder window of a file. Its id is the vector's id in FAISS."""
+
+    __tablename__ = "segments"
+    # Ids are never reused (SQLite AUTOINCREMENT), so a reader holding an older FAISS file can never
+    # map a stale id onto a different segment.
+    __table_args__ = {"sqlite_autoincrement": True}  # noqa: RUF012
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32, little-endian, `dim` values
+    file: Mapped[FileRow] = relationship(back_populates="segments")
+
+
+# Version N → N+1 steps, applied in order inside one transaction by `migrate`.
+Migration = Callable[[Connection], None]
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def schema_version(conn: Connection) -> int | None:
+    row = conn.execute(select(Setting.value).where(Setting.key == "schema_version")).scalar_one_or_none()
+    return int(row) if row is not None else None
+
+
+def migrate(conn: Connection, target: int = SCHEMA_VERSION) -> list[int]:
+    """Upgrade an existing catalog in place; returns the versions stepped through."""
+    current = schema_version(conn)
+    if current is None:
+        raise RuntimeError("catalog has no schema version")
+    applied = []
+    while current < target:
+        step = MIGRATIONS.get(current)
+        if step is None:
+            raise RuntimeError(f"no migration from schema version {current}")
+        step(conn)
+        current += 1
+        applied.append(current)
+    if applied:
+        conn.execute(update(Setting).where(Setting.key == "schema_version").values(value=str(current)))
+    return applied
