@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import platformdirs
 from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from indexer.errors import SoundsearchError
@@ -154,6 +155,13 @@ class Catalog:
         return catalog
 
     def _prepare_schema(self) -> None:
+        try:
+            self._create_or_migrate()
+        except (OperationalError, IntegrityError):
+            # Another process created the tables between our check and our CREATE; theirs will do.
+            self._create_or_migrate()
+
+    def _create_or_migrate(self) -> None:
         with self.engine.begin() as conn:
             Base.metadata.create_all(conn)
             version = schema_version(conn)
@@ -165,7 +173,7 @@ class Catalog:
                     f"({SCHEMA_VERSION}); upgrade soundsearch"
                 )
             elif version < SCHEMA_VERSION:
-                steps = migrate(conn)
+                steps = migrate(conn, SCHEMA_VERSION)
                 log.warning("upgraded catalog schema %s → %s", version, steps[-1])
 
     def close(self) -> None:
@@ -340,9 +348,8 @@ class Catalog:
         with Session(self.engine) as s:
             for start in range(0, len(wanted), 5_000):
                 chunk = wanted[start : start + 5_000]
-                by_id.update(
-                    s.execute(select(SegmentRow.id, SegmentRow.vector).where(SegmentRow.id.in_(chunk))).tuples()
-                )
+                rows = s.execute(select(SegmentRow.id, SegmentRow.vector).where(SegmentRow.id.in_(chunk)))
+                by_id.update((int(seg_id), bytes(blob)) for seg_id, blob in rows)
         return vectors_from_bytes([by_id[i] for i in wanted], dim)
 
     def search_vectors(self, query: FloatArray, k: int) -> list[tuple[SegmentRecord, float]]:

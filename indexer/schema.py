@@ -96,7 +96,7 @@ def schema_version(conn: Connection) -> int | None:
     return int(row) if row is not None else None
 
 
-def migrate(conn: Connection, target: int = SCHEMA_VERSION) -> list[int]:
+def migrate(conn: Connection, target: int) -> list[int]:
     """Upgrade an existing catalog in place; returns the versions stepped through."""
     current = schema_version(conn)
     if current is None:

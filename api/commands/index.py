@@ -14,6 +14,7 @@ def register(sub: Any) -> None:
     p.add_argument("--model", help="model spec for a new catalog (default: the catalog's own model)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--workers", type=int, default=2, help="decoder threads (default: 2)")
+    p.add_argument("--commit-every", type=int, default=64, metavar="N", help="files per transaction (default: 64)")
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of a progress bar")
     add_catalog_options(p)
     p.set_defaults(run=run_index)
@@ -41,7 +42,7 @@ def run_index(args: argparse.Namespace) -> int:
             catalog,
             encoder,
             args.paths,
-            options=IndexOptions(workers=args.workers),
+            options=IndexOptions(workers=args.workers, commit_every_files=max(1, args.commit_every)),
             progress=TqdmProgress(enabled=not args.json),
         )
     if args.json:

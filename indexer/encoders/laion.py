@@ -9,6 +9,7 @@ half-loaded. The result is a `ClapEncoder` with LAION's own preprocessing (int16
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -79,9 +80,7 @@ _DROPPED = re.compile(
 _DERIVED_BUFFERS = re.compile(r".+\.(relative_position_index|position_ids|token_type_ids)")
 
 
-def load_laion_checkpoint(
-    path: str | Path, *, device: str | None = None, batch_size: int | None = None
-) -> ClapEncoder:
+def load_laion_checkpoint(path: str | Path, *, device: str | None = None, batch_size: int | None = None) -> ClapEncoder:
     """Load an original LAION-CLAP checkpoint (HTSAT audio branch, RoBERTa text branch) as a `ClapEncoder`."""
     from transformers import ClapModel
 
@@ -92,8 +91,9 @@ def load_laion_checkpoint(
     model = ClapModel(config)
     try:
         result = model.load_state_dict(converted, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise EncoderLoadError(f"{path.name}: tensors do not fit the inferred architecture: {exc}") from None
+    except RuntimeError as exc:  # shape mismatches, one line each
+        detail = " ".join(str(exc).split())
+        raise EncoderLoadError(f"{path.name}: tensors do not fit the inferred architecture: {detail}") from None
     missing = [k for k in result.missing_keys if not _DERIVED_BUFFERS.fullmatch(k)]
     if missing or result.unexpected_keys:
         raise EncoderLoadError(
@@ -127,9 +127,7 @@ def read_laion_state_dict(path: Path) -> StateDict:
         try:
             raw = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as exc:
-            raise EncoderLoadError(
-                f"{path.name} is not a readable PyTorch checkpoint: {_first_line(exc)}"
-            ) from None
+            raise EncoderLoadError(f"{path.name} is not a readable PyTorch checkpoint: {_first_line(exc)}") from None
         log.warning(
             "%s holds more than tensors (%s); loaded it with full unpickling: use only files you trust",
             path.name,
@@ -159,20 +157,14 @@ def clap_config_from_laion(state: Mapping[str, torch.Tensor]) -> ClapConfig:
 
     embed_dim, in_channels, patch, _ = shape("audio_branch.patch_embed.proj.weight")
     stages = _count(state, r"audio_branch\.layers\.(\d+)\.blocks\.0\.norm1\.weight")
-    depths = [
-        _count(state, rf"audio_branch\.layers\.{i}\.blocks\.(\d+)\.norm1\.weight") for i in range(stages)
-    ]
+    depths = [_count(state, rf"audio_branch\.layers\.{i}\.blocks\.(\d+)\.norm1\.weight") for i in range(stages)]
     # relative_position_bias_table: [(2 * window - 1) ** 2, heads]
-    tables = [
-        shape(f"audio_branch.layers.{i}.blocks.0.attn.relative_position_bias_table") for i in range(stages)
-    ]
+    tables = [shape(f"audio_branch.layers.{i}.blocks.0.attn.relative_position_bias_table") for i in range(stages)]
     window = (round(tables[0][0] ** 0.5) + 1) // 2
     fusion = _FUSION_CONV in state
     audio_extra: dict[str, Any] = {}
     if fusion:
-        audio_extra["aff_block_r"] = (
-            embed_dim // shape("audio_branch.patch_embed.fusion_model.local_att.0.weight")[0]
-        )
+        audio_extra["aff_block_r"] = embed_dim // shape("audio_branch.patch_embed.fusion_model.local_att.0.weight")[0]
     projection_dim, audio_hidden = shape("audio_projection.0.weight")
     audio = ClapAudioConfig(
         num_mel_bins=shape("audio_branch.bn0.weight")[0],
@@ -221,9 +213,7 @@ def convert_laion_state_dict(state: Mapping[str, torch.Tensor]) -> StateDict:
         elif not _DROPPED.fullmatch(key):
             unmapped.append(key)
     if unmapped:
-        raise EncoderLoadError(
-            f"unknown LAION-CLAP tensors (not an HTSAT/RoBERTa checkpoint?): {_preview(unmapped)}"
-        )
+        raise EncoderLoadError(f"unknown LAION-CLAP tensors (not an HTSAT/RoBERTa checkpoint?): {_preview(unmapped)}")
     return out
 
 
@@ -234,11 +224,9 @@ def load_roberta_tokenizer(checkpoint: Path) -> PreTrainedTokenizerBase:
     beside = checkpoint.parent / "tokenizer"
     if env := os.environ.get(TOKENIZER_ENV):
         if not _has_tokenizer_files(Path(env)):
-            raise EncoderLoadError(
-                f"{TOKENIZER_ENV}={env} holds no vocab.json + merges.txt (or tokenizer.json)"
-            )
+            raise EncoderLoadError(f"{TOKENIZER_ENV}={env} holds no vocab.json + merges.txt (or tokenizer.json)")
         return RobertaTokenizer.from_pretrained(env)
-    for directory in [beside, *_cached_snapshots(ROBERTA_HUB_IDS)]:
+    for directory in itertools.chain([beside], _cached_snapshots(ROBERTA_HUB_IDS)):
         # Checked first because transformers 5 quietly builds an empty tokenizer from a folder without files.
         if _has_tokenizer_files(directory):
             return RobertaTokenizer.from_pretrained(str(directory))
