@@ -18,6 +18,7 @@ from indexer.errors import SoundsearchError
 COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.index",
     "api.commands.eval",
+    "api.commands.synth",
 )
 
 

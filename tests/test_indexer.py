@@ -17,7 +17,7 @@ import soundfile as sf
 from indexer import load_encoder
 from indexer.catalog import Catalog, CatalogError
 from indexer.encoders.base import Encoder
-from indexer.pipeline import IndexOptions, index_paths
+from indexer.pipeline import index_paths
 from tests.conftest import tone_mix
 
 FORMATS = [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_24"), ("ogg", "OGG", "VORBIS"), ("mp3", "MP3", None)]
