@@ -38,7 +38,10 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python -m benchmarks.bench_decode
+	$(BIN)/python -m benchmarks.bench_encoder
+	$(BIN)/python -m benchmarks.bench_index
+	$(BIN)/python -m benchmarks.bench_synth
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

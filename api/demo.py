@@ -55,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         for query in ("a siren passing in the distance", "rain on a window", "glass shattering"):
             print(f'\n3. Search: "{query}"')
             for hit in engine.search(query, k=3):
-                print(
-                    f"   {hit.score:6.3f}  {hit.path.relative_to(library.absolute())}  at {hit.start_s:.1f}-{hit.end_s:.1f} s"
-                )
+                where = f"at {hit.start_s:.1f}-{hit.end_s:.1f} s"
+                print(f"   {hit.score:6.3f}  {hit.path.relative_to(library.absolute())}  {where}")
 
         example = catalog.files()[0].path
         print(f"\n4. Sounds like {example.relative_to(library.absolute())}:")
