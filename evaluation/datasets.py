@@ -64,9 +64,7 @@ _WAVCAPS_AUDIO_PLACEHOLDER = "wav_path"
 class DatasetError(SoundsearchError):
     """Dataset metadata is missing or malformed. The message names the file and the row (or entry)."""
 
-    def __init__(
-        self, path: str | Path, reason: str, *, row: int | None = None, where: str | None = None
-    ) -> None:
+    def __init__(self, path: str | Path, reason: str, *, row: int | None = None, where: str | None = None) -> None:
         self.path = str(path)
         self.row = row
         self.reason = reason
@@ -242,9 +240,7 @@ def _finish(
         kept.append(entry.item)
     n_missing = len(entries) - len(kept)
     if n_missing:
-        log.warning(
-            "%s: %d of %d clips have no audio on disk and were skipped", kind, n_missing, len(entries)
-        )
+        log.warning("%s: %d of %d clips have no audio on disk and were skipped", kind, n_missing, len(entries))
     if not kept:
         raise DatasetError(root, f"no {kind} clips found" + (" with audio on disk" if entries else ""))
     if label_set is None:
@@ -308,9 +304,7 @@ def load_esc50(
     if subset == "esc10":
         kept = {e.item.labels[0] for e in entries}
         order = tuple(c for c in order if c in kept)
-    return _finish(
-        "esc50", root, split, entries, check_files=check_files, skip_missing=skip_missing, label_set=order
-    )
+    return _finish("esc50", root, split, entries, check_files=check_files, skip_missing=skip_missing, label_set=order)
 
 
 def load_urbansound8k(
@@ -367,9 +361,7 @@ def load_audiocaps(
     candidates = [root / sub / f"{chosen}.csv" for sub in ("", "dataset", "csv_files", "metadata")]
     meta = next((p for p in candidates if p.is_file()), None)
     if meta is None:
-        raise DatasetError(
-            root, f"no {chosen}.csv found (looked in: {', '.join(str(p.parent) for p in candidates)})"
-        )
+        raise DatasetError(root, f"no {chosen}.csv found (looked in: {', '.join(str(p.parent) for p in candidates)})")
     captions: dict[str, list[str]] = {}
     first: dict[str, tuple[int, float]] = {}
     for row, v in _read_csv(meta, AUDIOCAPS_COLUMNS):
@@ -443,10 +435,9 @@ def _wavcaps_json_files(root: Path, wanted: str | None) -> list[tuple[str, Path]
 
 
 def _wavcaps_captions(path: Path, where: str, entry: dict[str, Any]) -> tuple[str, ...]:
-    if "caption" in entry:
-        texts = [entry["caption"]]
-    else:  # the multi-caption variant (num_captions_per_audio > 1) uses caption_1..caption_n
-        texts = [entry[k] for k in sorted(entry) if k.startswith("caption_")]
+    # The multi-caption variant (num_captions_per_audio > 1) uses caption_1..caption_n.
+    multi = [entry[k] for k in sorted(entry) if k.startswith("caption_")]
+    texts = [entry["caption"]] if "caption" in entry else multi
     if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
         raise DatasetError(path, "missing or empty caption", where=where)
     return tuple(t.strip() for t in texts)
@@ -460,14 +451,10 @@ def load_wavcaps(
     if split is not None:
         wanted = next((s for s in WAVCAPS_SOURCES if s.lower() == split.lower()), None)
         if wanted is None:
-            raise DatasetError(
-                root, f"unknown wavcaps source {split!r} (use one of: {', '.join(WAVCAPS_SOURCES)})"
-            )
+            raise DatasetError(root, f"unknown wavcaps source {split!r} (use one of: {', '.join(WAVCAPS_SOURCES)})")
     files = _wavcaps_json_files(root, wanted)
     if not files:
-        raise DatasetError(
-            root, "no WavCaps JSON files found (expected e.g. json_files/SoundBible/sb_final.json)"
-        )
+        raise DatasetError(root, "no WavCaps JSON files found (expected e.g. json_files/SoundBible/sb_final.json)")
     audio: dict[tuple[str | None, str], list[Path]] = {}
     for stem, paths in _audio_files(root).items():
         for p in paths:
@@ -486,9 +473,7 @@ def load_wavcaps(
             item = ClipItem(
                 clip_id=f"{source}/{clip_id}", path=audio_path, captions=_wavcaps_captions(path, where, entry)
             )
-            entries.append(
-                _Entry(item, path, where, missing_hint=f"{audio_path} (id {clip_id!r}, source {source})")
-            )
+            entries.append(_Entry(item, path, where, missing_hint=f"{audio_path} (id {clip_id!r}, source {source})"))
     return _finish("wavcaps", root, wanted, entries, check_files=check_files, skip_missing=skip_missing)
 
 
@@ -564,9 +549,7 @@ def load_caption_csv(
         labels[rel] = tuple(dict.fromkeys(labels.get(rel, ()) + row_labels))
     entries = [
         _Entry(
-            ClipItem(
-                clip_id=rel, path=meta.parent / rel, captions=tuple(captions.get(rel, ())), labels=labels[rel]
-            ),
+            ClipItem(clip_id=rel, path=meta.parent / rel, captions=tuple(captions.get(rel, ())), labels=labels[rel]),
             meta,
             f"row {row}",
         )
@@ -585,9 +568,7 @@ def load_synth(
     entries: list[_Entry] = []
     for row, v in _read_csv(meta, ("path", "classes", "caption_1")):
         rel = _text(meta, row, v, "path")
-        caption_columns = sorted(
-            (c for c in v if c.startswith("caption_")), key=lambda c: int(c.split("_")[1])
-        )
+        caption_columns = sorted((c for c in v if c.startswith("caption_")), key=lambda c: int(c.split("_")[1]))
         texts = tuple(v[c] for c in caption_columns if v[c])
         if not texts:
             raise DatasetError(meta, "no caption (caption_1.. are all empty)", row=row)

@@ -169,9 +169,7 @@ class AudioToTextRanks:
     mask: BoolArray
 
 
-def audio_to_text_ranks(
-    similarity: FloatArray, caption_to_clip: Sequence[int] | IntArray
-) -> AudioToTextRanks:
+def audio_to_text_ranks(similarity: FloatArray, caption_to_clip: Sequence[int] | IntArray) -> AudioToTextRanks:
     """Rank all captions for each clip that has captions; return where its own captions land."""
     mapping = _check_similarity(similarity, caption_to_clip)
     by_clip = np.asarray(similarity).T  # [n_clips, n_captions]
@@ -331,9 +329,7 @@ def zeroshot_single_label(
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (t, predicted), 1)
     per_class_n = confusion.sum(axis=1)
-    per_class_acc = tuple(
-        float(confusion[c, c] / per_class_n[c]) if per_class_n[c] else None for c in range(n_classes)
-    )
+    per_class_acc = tuple(float(confusion[c, c] / per_class_n[c]) if per_class_n[c] else None for c in range(n_classes))
     per_fold: dict[int, float] = {}
     if folds is not None:
         f = np.asarray(folds, dtype=np.int64)
@@ -356,9 +352,7 @@ def zeroshot_single_label(
     )
 
 
-def zeroshot_multi_label(
-    scores: FloatArray, targets: BoolArray, class_names: Sequence[str]
-) -> ZeroShotResult:
+def zeroshot_multi_label(scores: FloatArray, targets: BoolArray, class_names: Sequence[str]) -> ZeroShotResult:
     """Macro mAP (scikit-learn definition) for any number of labels per clip."""
     s = _check_scores(scores, len(class_names))
     y = np.asarray(targets, dtype=bool)

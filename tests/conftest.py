@@ -24,9 +24,7 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-def tone_mix(
-    duration_s: float, sample_rate: int, channels: int = 1, seed: int = 0, noise: float = 0.01
-) -> np.ndarray:
+def tone_mix(duration_s: float, sample_rate: int, channels: int = 1, seed: int = 0, noise: float = 0.01) -> np.ndarray:
     """Band-limited test signal (sines below 4 kHz, optional noise), shape [frames, channels]."""
     gen = np.random.default_rng(seed)
     t = np.arange(round(duration_s * sample_rate)) / sample_rate

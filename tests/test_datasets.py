@@ -389,9 +389,7 @@ def test_synth_metadata(tmp_path: Path) -> None:
     events = '[{"class": "dog bark", "start_s": 0.5, "end_s": 1.2}]'
     _write(
         tmp_path / "metadata.csv",
-        SYNTH_HEADER
-        + _synth_row("audio/0001.wav", "dog bark", events)
-        + _synth_row("audio/0002.wav", "rain;thunder"),
+        SYNTH_HEADER + _synth_row("audio/0001.wav", "dog bark", events) + _synth_row("audio/0002.wav", "rain;thunder"),
     )
     _touch(tmp_path / "audio" / "0001.wav")
     _touch(tmp_path / "audio" / "0002.wav")

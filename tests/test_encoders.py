@@ -74,9 +74,7 @@ def test_text_embeddings_match_transformers_reference(
 
 def test_batching_does_not_change_embeddings(encoder: ClapEncoder) -> None:
     rng = np.random.default_rng(3)
-    clips = [
-        (0.1 * rng.standard_normal(int(s * SR))).astype(np.float32) for s in (1, 3, 5, 9, 2, 6, 10, 4, 8, 7)
-    ]
+    clips = [(0.1 * rng.standard_normal(int(s * SR))).astype(np.float32) for s in (1, 3, 5, 9, 2, 6, 10, 4, 8, 7)]
     together = encoder.embed_audio(clips)
     alone = np.concatenate([encoder.embed_audio([c]) for c in clips])
     assert (_cosine(together, alone) >= 0.9999).all()

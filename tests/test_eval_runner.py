@@ -201,9 +201,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_zeroshot_json(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_zeroshot_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     root = _esc50(tmp_path / "ESC-50-master")
     fake = FakeEncoder(_prompts(DEFAULT_TEMPLATE, [E[0], E[1], E[2]]))
     monkeypatch.setattr(eval_cmd, "_load_encoder", lambda spec, device: fake)
@@ -240,9 +238,7 @@ def test_cli_retrieval_table(
 ) -> None:
     csv_path = _retrieval_set(tmp_path)
     monkeypatch.setattr(eval_cmd, "_load_encoder", lambda spec, device: FakeEncoder(CAPTIONS))
-    args = _parse(
-        ["eval", "retrieval", "--dataset", "csv", "--root", str(csv_path), "--model", "fake", "--quiet"]
-    )
+    args = _parse(["eval", "retrieval", "--dataset", "csv", "--root", str(csv_path), "--model", "fake", "--quiet"])
     assert args.run(args) == 0
     lines = capsys.readouterr().out.splitlines()
     t2a = next(line for line in lines if line.startswith("text→audio")).split()
@@ -268,9 +264,7 @@ def test_cli_rejects_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "has no {label} placeholder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _parse(["eval", "retrieval", "--dataset", "fsd50k", "--root", "x", "--model", "m"])
-    args = _parse(
-        ["eval", "zeroshot", "--dataset", "esc50", "--root", str(tmp_path / "none"), "--model", "m"]
-    )
+    args = _parse(["eval", "zeroshot", "--dataset", "esc50", "--root", str(tmp_path / "none"), "--model", "m"])
     with pytest.raises(DatasetError, match="dataset root not found"):
         args.run(args)
 

@@ -226,9 +226,7 @@ def test_per_class_accuracy_is_none_for_absent_class() -> None:
 
 
 def test_average_precision_hand_computed_with_ties() -> None:
-    assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0], bool)) == pytest.approx(
-        5 / 6
-    )
+    assert average_precision(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0], bool)) == pytest.approx(5 / 6)
     # A positive tied with a negative: one threshold with precision 1/2 (scikit-learn groups ties).
     assert average_precision(np.array([0.5, 0.5, 0.2]), np.array([1, 0, 0], bool)) == pytest.approx(0.5)
     assert average_precision(np.array([0.5, 0.2]), np.array([0, 0], bool)) is None
