@@ -277,3 +277,27 @@ def test_cli_index_json_and_status(tmp_path: Path, library: Path) -> None:
     assert len(status["failed_files"]) == N_BROKEN and all(f["error"] for f in status["failed_files"])
     bad = subprocess.run(_cli("index", str(tmp_path / "missing"), "--home", str(home)), capture_output=True, text=True)
     assert bad.returncode == 2 and "no such folder" in bad.stderr
+
+
+def test_reindex_rebuilds_vectors_for_a_new_model(tmp_path: Path, encoder: Encoder, tiny_clap_dir: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    for i in range(3):
+        sf.write(lib / f"s{i}.wav", tone_mix(2.0 + 6 * i, 48_000, seed=i), 48_000)
+    home = tmp_path / "home"
+    with Catalog.open(home) as catalog:
+        first = index_paths(catalog, encoder, [lib])
+        old_vectors = catalog.vectors([s.id for s in catalog.segments()])
+    out = subprocess.run(
+        _cli("reindex", "--model", str(tiny_clap_dir), "--home", str(home), "--json"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = json.loads(out.stdout)
+    assert (summary["updated"], summary["segments"]) == (3, first.segments)
+    with Catalog.open(home) as catalog:
+        assert catalog.binding is not None and catalog.binding.model_id == tiny_clap_dir.resolve().as_posix()
+        new_vectors = catalog.vectors([s.id for s in catalog.segments()])
+        assert new_vectors.shape == old_vectors.shape and not np.allclose(new_vectors, old_vectors)
+        assert_index_agrees(catalog)
