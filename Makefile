@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-fast test-laion lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Parity with the `laion_clap` package itself. Its own venv: laion-clap pins numpy<2, while the main
+# suite runs on numpy 2.
+LAION_VENV := .venv-laion
+$(LAION_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(LAION_VENV)
+	$(LAION_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LAION_VENV)/bin/python -m pip install -q -e '.[dev,laion]'
+	touch $@
+
+test-laion: $(LAION_VENV)/.installed
+	$(LAION_VENV)/bin/python -m pytest -q tests/test_laion_checkpoint.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not slow'
