@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     from indexer.encoders.registry import DEFAULT_MODEL
     from indexer.pipeline import index_paths
     from search.engine import Engine
+    from search.zeroshot import ZeroShotClassifier
 
     t0 = time.perf_counter()
     library, home = args.dir / "library", args.dir / "catalog"
@@ -65,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
         labels = ["siren", "rain", "dog barking", "applause", "thunder"]
         print(f"\n5. Zero-shot classification of {example.name} against {labels}:")
-        for label, p in engine.classify(example, labels).items():
+        (prediction,) = ZeroShotClassifier(encoder, labels).predict_files([example])
+        for label, p in prediction.scores:
             print(f"   {p:6.1%}  {label}")
 
     print(f"\nDone in {time.perf_counter() - t0:.0f} s. Try it yourself:")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,8 +25,19 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from indexer import fulltext
 from indexer.errors import SoundsearchError
-from indexer.schema import SCHEMA_VERSION, Base, FileRow, Root, SegmentRow, Setting, migrate, schema_version
+from indexer.schema import (
+    SCHEMA_VERSION,
+    Base,
+    FileRow,
+    Root,
+    SegmentRow,
+    Setting,
+    TagRow,
+    migrate,
+    schema_version,
+)
 from indexer.types import FloatArray, Seconds
 from indexer.vectors import FaissIndex, IdArray, create_index, load_index
 
@@ -155,11 +167,17 @@ class Catalog:
         return catalog
 
     def _prepare_schema(self) -> None:
-        try:
-            self._create_or_migrate()
-        except (OperationalError, IntegrityError):
-            # Another process created the tables between our check and our CREATE; theirs will do.
-            self._create_or_migrate()
+        # Another process may be creating the same tables (or holding the write lock) right now:
+        # its schema will do, so look again. SQLite cannot wait for a lock inside a transaction that
+        # started as a read, hence the retries rather than the busy timeout.
+        for attempt in range(5):
+            try:
+                self._create_or_migrate()
+                return
+            except (OperationalError, IntegrityError):
+                if attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
 
     def _create_or_migrate(self) -> None:
         with self.engine.begin() as conn:
@@ -175,6 +193,7 @@ class Catalog:
             elif version < SCHEMA_VERSION:
                 steps = migrate(conn, SCHEMA_VERSION)
                 log.warning("upgraded catalog schema %s → %s", version, steps[-1])
+            fulltext.ensure(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -351,6 +370,42 @@ class Catalog:
                 rows = s.execute(select(SegmentRow.id, SegmentRow.vector).where(SegmentRow.id.in_(chunk)))
                 by_id.update((int(seg_id), bytes(blob)) for seg_id, blob in rows)
         return vectors_from_bytes([by_id[i] for i in wanted], dim)
+
+    def segment_owners(self, file_ids: Sequence[int] | None = None) -> tuple[IdArray, IdArray]:
+        """Segment ids and their file ids (of OK files), ordered by file."""
+        query = (
+            select(SegmentRow.id, SegmentRow.file_id)
+            .join(FileRow, FileRow.id == SegmentRow.file_id)
+            .where(FileRow.status == FileStatus.OK)
+            .order_by(SegmentRow.file_id, SegmentRow.id)
+        )
+        if file_ids is not None:
+            query = query.where(SegmentRow.file_id.in_(list(file_ids)))
+        with Session(self.engine) as s:
+            rows = s.execute(query).all()
+        return np.array([r[0] for r in rows], dtype=np.int64), np.array([r[1] for r in rows], dtype=np.int64)
+
+    def paths(self, file_ids: Sequence[int]) -> dict[int, str]:
+        with Session(self.engine) as s:
+            rows = s.execute(select(FileRow.id, FileRow.path).where(FileRow.id.in_(list(file_ids))))
+            return {int(fid): path for fid, path in rows}
+
+    def set_tags(self, source: str, tags: dict[int, list[tuple[str, float]]]) -> int:
+        """Replace the tags from `source` on these files (they become searchable and filterable)."""
+        with self.session() as s:
+            ids = list(tags)
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                s.execute(delete(TagRow).where(TagRow.source == source, TagRow.file_id.in_(chunk)))
+            rows = [
+                {"file_id": fid, "label": label, "score": float(score), "source": source}
+                for fid, labels in tags.items()
+                for label, score in labels
+            ]
+            if rows:
+                s.execute(insert(TagRow), rows)
+            fulltext.refresh(s, ids)
+        return len(rows)
 
     def search_vectors(self, query: FloatArray, k: int) -> list[tuple[SegmentRecord, float]]:
         """Nearest segments to one query vector. Ids the database no longer knows are skipped."""

@@ -30,10 +30,12 @@ import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from indexer import fulltext
 from indexer.audio import AudioInfo, probe, stream_audio
 from indexer.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
 from indexer.encoders.base import Encoder
 from indexer.errors import AudioDecodeError
+from indexer.metadata import EmbeddedText, read_embedded_text, search_text
 from indexer.scan import FoundFile, walk_audio
 from indexer.schema import FileRow, Root, SegmentRow, utcnow
 from indexer.windows import Window, WindowSpec, iter_windows
@@ -73,7 +75,7 @@ class IndexSummary:
 
 @dataclass(frozen=True)
 class IndexOptions:
-    workers: int = 2
+    workers: int | None = None  # decoder threads; None: inline on a CPU model, 4 threads on a GPU one
     commit_every_files: int = 64
     commit_every_s: float = 15.0
     save_index_every_s: float = 120.0
@@ -94,6 +96,7 @@ class Progress:
 class _Job:
     found: FoundFile
     root_id: int
+    root: Path
     content_hash: str
     existing_id: int | None  # set when the file replaces an older version of itself
 
@@ -152,6 +155,7 @@ def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: 
     """Diff the disk against the catalog; apply moves and removals; return the files to embed."""
     root_ids = _ensure_roots(catalog, roots)
     found: dict[str, tuple[FoundFile, int]] = {}
+    root_paths = dict(zip(root_ids, roots, strict=True))
     for root, root_id in zip(roots, root_ids, strict=True):
         files, issues = walk_audio(root)
         summary.errors.extend({"path": i.path, "reason": i.reason} for i in issues)
@@ -191,7 +195,7 @@ def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: 
             moves.append((vanished.pop(digest).id, f, root_id))
             summary.moved += 1
         else:
-            jobs.append(_Job(f, root_id, digest, row.id if row is not None else None))
+            jobs.append(_Job(f, root_id, root_paths[root_id], digest, row.id if row is not None else None))
 
     removed_ids = [r.id for r in vanished.values()] + [
         r.id for p, r in known.items() if p not in found and r.status != FileStatus.OK
@@ -201,11 +205,14 @@ def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: 
         for file_id, f in touched:
             s.execute(update(FileRow).where(FileRow.id == file_id).values(size=f.size, mtime_ns=f.mtime_ns))
         for file_id, f, root_id in moves:
+            title, comment = s.execute(select(FileRow.title, FileRow.comment).where(FileRow.id == file_id)).one()
+            words = search_text(f.path, root_paths[root_id], EmbeddedText(title, comment))
             s.execute(
                 update(FileRow)
                 .where(FileRow.id == file_id)
-                .values(path=f.path, root_id=root_id, size=f.size, mtime_ns=f.mtime_ns)
+                .values(path=f.path, root_id=root_id, size=f.size, mtime_ns=f.mtime_ns, search_text=words)
             )
+        fulltext.refresh(s, [file_id for file_id, _, _ in moves])
         stale = _delete_files(s, removed_ids)
     catalog.index.remove(stale)
     return jobs
@@ -252,6 +259,7 @@ def _delete_segments(s: Session, file_ids: Sequence[int]) -> np.ndarray:
 
 def _delete_files(s: Session, file_ids: Sequence[int]) -> np.ndarray:
     seg_ids = _delete_segments(s, file_ids)
+    fulltext.remove(s, file_ids)
     if file_ids:
         s.execute(delete(FileRow).where(FileRow.id.in_(file_ids)))
     return seg_ids
@@ -270,6 +278,7 @@ class _Decoded:
     bounds: list[tuple[float, float]] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     error: str | None = None
+    embedded: EmbeddedText = field(default_factory=EmbeddedText)
 
     @property
     def complete(self) -> bool:
@@ -284,6 +293,7 @@ class _End:
     info: AudioInfo | None
     n_windows: int
     error: str | None
+    embedded: EmbeddedText
 
 
 _DONE = object()
@@ -306,6 +316,8 @@ class _EmbedRun:
         self.summary = summary
         self.progress = progress
         self.batch_size = int(getattr(encoder, "batch_size", 8))
+        device = getattr(getattr(encoder, "device", None), "type", "cpu")
+        self.workers = opts.workers if opts.workers is not None else (0 if device == "cpu" else 4)
         # Bounded: decoders stay a few batches ahead of the model and memory stays flat on long files.
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=4 * self.batch_size)
         self.ready: list[_Decoded] = []
@@ -317,22 +329,8 @@ class _EmbedRun:
             return
         if self.progress:
             self.progress.start(len(jobs), sum(_estimated_seconds(j) for j in jobs))
-        pending = queue.Queue[_Job]()
-        for job in jobs:
-            pending.put(job)
-        workers = [
-            threading.Thread(target=self._decode_worker, args=(pending,), daemon=True, name=f"decode-{i}")
-            for i in range(max(1, min(self.opts.workers, len(jobs))))
-        ]
-        for w in workers:
-            w.start()
         batch: list[tuple[_Decoded, Window]] = []
-        running = len(workers)
-        while running:
-            item = self.queue.get()
-            if item is _DONE:
-                running -= 1
-                continue
+        for item in self._messages(jobs):
             if isinstance(item, tuple):
                 state, window = item
                 state.bounds.append((window.start_s, window.end_s))
@@ -349,6 +347,35 @@ class _EmbedRun:
         if self.progress:
             self.progress.finish()
 
+    def _messages(self, jobs: list[_Job]) -> Iterator[tuple[_Decoded, Window] | _End]:
+        """Decoded windows in file order, from worker threads or, with `workers=0`, inline.
+
+        Inline is the right choice when the model itself runs on the CPU: decoding costs a few per cent
+        of inference there, and decoder threads competing with torch's threads for the same cores slow
+        inference down by more than they hide (benchmarks/bench_index.py). With a GPU doing inference,
+        worker threads keep it fed.
+        """
+        if self.workers <= 0:
+            for job in jobs:
+                yield from self._decode(job)
+            return
+        pending = queue.Queue[_Job]()
+        for job in jobs:
+            pending.put(job)
+        workers = [
+            threading.Thread(target=self._decode_worker, args=(pending,), daemon=True, name=f"decode-{i}")
+            for i in range(min(self.workers, len(jobs)))
+        ]
+        for w in workers:
+            w.start()
+        running = len(workers)
+        while running:
+            item = self.queue.get()
+            if item is _DONE:
+                running -= 1
+            else:
+                yield item
+
     def _decode_worker(self, pending: queue.Queue[_Job]) -> None:
         # Workers only send messages; all bookkeeping happens on the main thread.
         while True:
@@ -357,19 +384,24 @@ class _EmbedRun:
             except queue.Empty:
                 self.queue.put(_DONE)
                 return
-            state = _Decoded(job)
-            n = 0
-            try:
-                info = probe(job.found.path)
-                blocks = stream_audio(job.found.path, self.encoder.sample_rate)
-                for window in iter_windows(blocks, self.encoder.sample_rate, self.spec):
-                    self.queue.put((state, window))
-                    n += 1
-                self.queue.put(_End(state, info, n, None))
-            except AudioDecodeError as exc:
-                self.queue.put(_End(state, None, n, exc.reason))
-            except OSError as exc:
-                self.queue.put(_End(state, None, n, f"cannot read file: {exc.strerror or exc}"))
+            for message in self._decode(job):
+                self.queue.put(message)
+
+    def _decode(self, job: _Job) -> Iterator[tuple[_Decoded, Window] | _End]:
+        """A file's windows, one message each, then its `_End`."""
+        state = _Decoded(job)
+        n = 0
+        try:
+            info = probe(job.found.path)
+            blocks = stream_audio(job.found.path, self.encoder.sample_rate)
+            for window in iter_windows(blocks, self.encoder.sample_rate, self.spec):
+                yield state, window
+                n += 1
+            yield _End(state, info, n, None, read_embedded_text(job.found.path))
+        except AudioDecodeError as exc:
+            yield _End(state, None, n, exc.reason, EmbeddedText())
+        except OSError as exc:
+            yield _End(state, None, n, f"cannot read file: {exc.strerror or exc}", EmbeddedText())
 
     def _embed(self, batch: list[tuple[_Decoded, Window]]) -> None:
         vectors = self.encoder.embed_audio([w.samples for _, w in batch])
@@ -381,6 +413,7 @@ class _EmbedRun:
     def _file_ended(self, end: _End) -> None:
         state = end.state
         state.info, state.n_windows, state.error = end.info, end.n_windows, end.error
+        state.embedded = end.embedded
         if state.error is not None or state.complete:
             self._finished(state)
 
@@ -408,6 +441,7 @@ class _EmbedRun:
         new_vectors: list[np.ndarray] = []
         stale: list[np.ndarray] = []
         with self.catalog.session() as s:
+            committed: list[int] = []
             for st in self.ready:
                 values = self._file_values(st)
                 if st.job.existing_id is None:
@@ -417,6 +451,7 @@ class _EmbedRun:
                     file_id = st.job.existing_id
                     stale.append(_delete_segments(s, [file_id]))
                     s.execute(update(FileRow).where(FileRow.id == file_id).values(**values))
+                committed.append(file_id)
                 if st.error is not None:
                     self.summary.failed += 1
                     self.summary.errors.append({"path": st.job.found.path, "reason": st.error})
@@ -435,6 +470,7 @@ class _EmbedRun:
                     self.summary.added += 1
                 else:
                     self.summary.updated += 1
+            fulltext.refresh(s, committed)
         if stale:
             self.catalog.index.remove(np.concatenate(stale))
         if new_ids:
@@ -458,6 +494,9 @@ class _EmbedRun:
             "status": FileStatus.OK if st.error is None else FileStatus.FAILED,
             "error": st.error,
             "indexed_at": utcnow(),
+            "title": st.embedded.title,
+            "comment": st.embedded.comment,
+            "search_text": search_text(f.path, st.job.root, st.embedded),
         }
 
 

@@ -20,12 +20,14 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def utcnow() -> datetime:
@@ -66,6 +68,11 @@ class FileRow(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)  # FileStatus values
     error: Mapped[str | None] = mapped_column(Text)
     indexed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Text for full-text search (schema 2): name/folder words and the file's own tags.
+    title: Mapped[str | None] = mapped_column(Text)
+    comment: Mapped[str | None] = mapped_column(Text)
+    caption: Mapped[str | None] = mapped_column(Text)
+    search_text: Mapped[str] = mapped_column(Text, default="", server_default="")
     segments: Mapped[list[SegmentRow]] = relationship(
         back_populates="file", cascade="all, delete-orphan", passive_deletes=True
     )
@@ -86,9 +93,34 @@ class SegmentRow(Base):
     file: Mapped[FileRow] = relationship(back_populates="segments")
 
 
+class TagRow(Base):
+    """A label on a file with a score, from a source: "zeroshot", "tagger:<name>" or "user"."""
+
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("file_id", "label", "source"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(256), index=True)
+    score: Mapped[float] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(128))
+
+
+def _v1_to_v2(conn: Connection) -> None:
+    """Schema 2: text columns on files for full-text search (tags table and FTS are created on open)."""
+    for column in ("title TEXT", "comment TEXT", "caption TEXT", "search_text TEXT NOT NULL DEFAULT ''"):
+        conn.execute(text(f"ALTER TABLE files ADD COLUMN {column}"))
+    from indexer.metadata import EmbeddedText, search_text
+
+    rows = conn.execute(select(FileRow.id, FileRow.path)).all()
+    for file_id, path in rows:
+        conn.execute(
+            update(FileRow).where(FileRow.id == file_id).values(search_text=search_text(path, None, EmbeddedText()))
+        )
+
+
 # Version N → N+1 steps, applied in order inside one transaction by `migrate`.
 Migration = Callable[[Connection], None]
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
 
 
 def schema_version(conn: Connection) -> int | None:

@@ -30,9 +30,11 @@ class VectorIndex(Protocol):
 
     def remove(self, ids: IdArray) -> int: ...
 
-    def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
-        """Top-k by inner product: scores and ids of shape [n_queries, k]; missing slots have id -1."""
+    def search(self, queries: FloatArray, k: int, allowed_ids: IdArray | None = None) -> tuple[FloatArray, IdArray]:
+        """Top-k by inner product, among `allowed_ids` when given: scores and ids [n_queries, k], -1 where none."""
         ...
+
+    def reconstruct(self, ids: IdArray) -> FloatArray: ...
 
     def save(self, path: Path) -> None: ...
 
@@ -62,13 +64,26 @@ class FaissIndex:
             return 0
         return int(self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64)))
 
-    def search(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
+    def search(self, queries: FloatArray, k: int, allowed_ids: IdArray | None = None) -> tuple[FloatArray, IdArray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, k)
-        if self.count() == 0:
+        if self.count() == 0 or (allowed_ids is not None and len(allowed_ids) == 0):
             return (np.full((len(queries), k), -np.inf, dtype=np.float32), np.full((len(queries), k), -1, np.int64))
-        scores, ids = self.index.search(queries, k)
+        if allowed_ids is None:
+            scores, ids = self.index.search(queries, k)
+        else:
+            # Filtering inside the search, not after it: k results come back whenever k are allowed.
+            selector = faiss.IDSelectorBatch(np.ascontiguousarray(allowed_ids, dtype=np.int64))
+            params = faiss.SearchParameters()
+            params.sel = selector
+            scores, ids = self.index.search(queries, k, params=params)
         return scores, ids
+
+    def reconstruct(self, ids: IdArray) -> FloatArray:
+        """Stored vectors by id, in order (unknown ids raise)."""
+        if len(ids) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.asarray(self.index.reconstruct_batch(np.ascontiguousarray(ids, dtype=np.int64)), dtype=np.float32)
 
     def save(self, path: Path) -> None:
         atomic_write_index(self.index, path)

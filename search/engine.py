@@ -1,25 +1,39 @@
-"""Query layer over a catalog: text and example queries, ranked per file with the best segment's time.
+"""The query layer: text, example and hybrid search over a catalog, ranked per file.
 
-FAISS returns segments; a file is as good as its best segment, and the hit carries that segment's
-start/end so a long ambience is reported "at 1:25". Zero-shot scoring against user labels lives in
-`classify`. (Hybrid text search, filters and caching come with the search issue.)
+- FAISS returns segments; a file is as good as its best segment, and the hit carries that segment's
+  start/end, so a three-minute ambience is reported "at 1:25".
+- Hybrid mode fuses the vector ranking with the full-text ranking (file names, folders, UCS fields,
+  embedded tags, tags, captions) by reciprocal rank fusion.
+- Filters select the allowed files first and the searches run only among them, so a filtered query
+  returns k results whenever k files match.
+- Text queries are embedded once (LRU cache); `-word` excludes: its embedding is subtracted from the
+  query vector and the word must not appear in the matched text.
+- Example sounds: a file outside the catalog is embedded window by window and mean-pooled; an indexed
+  file reuses its stored vectors and is left out of its own results.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
 
+from indexer import fulltext
 from indexer.audio import load_audio
-from indexer.catalog import Catalog, FileRecord
+from indexer.catalog import Catalog, FileStatus
 from indexer.encoders.base import Encoder
-from indexer.errors import SoundsearchError
+from indexer.schema import FileRow, SegmentRow, TagRow
 from indexer.types import FloatArray, Seconds
+from search.query import Filters, ParsedText, QueryError, check_k, check_mode, parse_text
 
-DEFAULT_TEMPLATES = ("the sound of {}", "a recording of {}", "{}")
+RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the head of each list
+NEGATIVE_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
@@ -31,55 +45,303 @@ class Hit:
     end_s: Seconds
     duration_s: Seconds | None
     format: str | None
+    tags: tuple[str, ...] = ()
+    caption: str | None = None
+    matched_by: tuple[str, ...] = field(default=("vector",))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "score": round(self.score, 6),
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "file_id": self.file_id,
+            "duration_s": self.duration_s,
+            "format": self.format,
+            "tags": list(self.tags),
+            "caption": self.caption,
+            "matched_by": list(self.matched_by),
+        }
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    file_id: int
+    score: float
+    start_s: Seconds | None = None
+    end_s: Seconds | None = None
+
+
+Example = str | Path | int
 
 
 class Engine:
-    def __init__(self, catalog: Catalog, encoder: Encoder) -> None:
+    def __init__(self, catalog: Catalog, encoder: Encoder, *, cache_size: int = 1024) -> None:
         catalog.check_model(encoder.model_id, encoder.dim)
         self.catalog = catalog
         self.encoder = encoder
+        self._embed_text = functools.lru_cache(maxsize=cache_size)(self._embed_text_uncached)
 
-    def search(self, text: str, k: int = 10) -> list[Hit]:
-        text = text.strip()
-        if not text:
-            raise SoundsearchError("empty query: type what the sound is like")
-        return self.search_vector(self.encoder.embed_text([text])[0], k)
+    @classmethod
+    def open(cls, home: str | Path | None = None, *, model: str | None = None, db_url: str | None = None) -> Engine:
+        """Open a catalog with the model that built it (or `model`, which must be the same)."""
+        from indexer.encoders.registry import DEFAULT_MODEL, load_encoder
 
-    def similar(self, path: str | Path, k: int = 10) -> list[Hit]:
-        audio = load_audio(path, self.encoder.sample_rate)
-        query = self.encoder.embed_audio([audio.samples])[0]
-        resolved = Path(path).absolute()
-        return [h for h in self.search_vector(query, k + 1) if h.path != resolved][:k]
+        catalog = Catalog.open(home, db_url=db_url, writable=False)
+        bound = catalog.binding
+        return cls(catalog, load_encoder(model or (bound.model_id if bound else DEFAULT_MODEL)))
 
-    def search_vector(self, query: FloatArray, k: int) -> list[Hit]:
-        # Several segments of one file may rank high: over-fetch so that k distinct files remain.
-        segment_hits = self.catalog.search_vectors(query, k * 4)
-        best: dict[int, tuple[float, float, float]] = {}
-        for seg, score in segment_hits:
-            if seg.file_id not in best or score > best[seg.file_id][0]:
-                best[seg.file_id] = (score, seg.start_s, seg.end_s)
-        ranked = sorted(best.items(), key=lambda item: -item[1][0])[:k]
-        files: dict[int, FileRecord] = {fid: f for fid in best if (f := self.catalog.file(fid)) is not None}
-        return [
-            Hit(fid, files[fid].path, score, start, end, files[fid].duration_s, files[fid].format)
-            for fid, (score, start, end) in ranked
-            if fid in files
+    def close(self) -> None:
+        self.catalog.close()
+
+    # --- public queries ----------------------------------------------------------------------------
+
+    def search(
+        self,
+        text: str,
+        k: int = 20,
+        *,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+        like: Example | None = None,
+        like_weight: float = 0.5,
+    ) -> list[Hit]:
+        """Find sounds by description; `like` mixes in an example sound ("like this, but with rain")."""
+        parsed = parse_text(text)
+        check_k(k)
+        check_mode(mode)
+        if not 0.0 <= like_weight <= 1.0:
+            raise QueryError(f"like_weight must be between 0 and 1, got {like_weight}")
+        allowed = self._allowed_files(filters)
+        exclude: int | None = None
+        vector_list: list[_Ranked] = []
+        if mode in ("vector", "hybrid"):
+            query = self._text_vector(parsed)
+            if like is not None:
+                example, exclude = self._example_vector(like)
+                query = _normalise(like_weight * example + (1.0 - like_weight) * query)
+            vector_list = self._vector_ranking(query, k if mode == "vector" else max(2 * k, 50), allowed, exclude)
+        text_list: list[_Ranked] = []
+        if mode in ("text", "hybrid"):
+            text_list = self._text_ranking(parsed, k if mode == "text" else max(2 * k, 50), allowed, exclude)
+        if mode == "vector":
+            return self._hits(vector_list[:k], ("vector",))
+        if mode == "text":
+            return self._hits(text_list[:k], ("text",))
+        return self._fused(vector_list, text_list, k)
+
+    def similar(self, example: Example, k: int = 20, *, filters: Filters | None = None) -> list[Hit]:
+        """Sounds like an example: an indexed file (id or path) or any audio file."""
+        check_k(k)
+        query, exclude = self._example_vector(example)
+        return self._hits(self._vector_ranking(query, k, self._allowed_files(filters), exclude), ("vector",))
+
+    def duplicates(self, threshold: float = 0.97) -> list[list[Hit]]:
+        """Groups of near-identical files (re-encoded, trimmed, gain-changed): cosine of pooled vectors."""
+        if not 0.0 < threshold <= 1.0:
+            raise QueryError(f"threshold must be in (0, 1], got {threshold}")
+        file_ids, vectors = self.file_vectors()
+        if len(file_ids) < 2:
+            return []
+        sims = vectors @ vectors.T
+        np.fill_diagonal(sims, -1.0)
+        parent = list(range(len(file_ids)))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for a, b in zip(*np.nonzero(np.triu(sims >= threshold)), strict=True):
+            parent[find(int(a))] = find(int(b))
+        groups: dict[int, list[int]] = {}
+        for i in range(len(file_ids)):
+            groups.setdefault(find(i), []).append(i)
+        out = []
+        for members in groups.values():
+            if len(members) < 2:
+                continue
+            anchor = members[0]
+            ranked = [_Ranked(int(file_ids[m]), float(sims[anchor, m]) if m != anchor else 1.0) for m in members]
+            out.append(self._hits(ranked, ("vector",)))
+        out.sort(key=lambda g: str(g[0].path))
+        return out
+
+    def file_vectors(self, file_ids: Sequence[int] | None = None) -> tuple[np.ndarray, FloatArray]:
+        """One vector per file: the normalised mean of its segments' vectors."""
+        with Session(self.catalog.engine) as s:
+            query = select(SegmentRow.id, SegmentRow.file_id).order_by(SegmentRow.file_id, SegmentRow.id)
+            if file_ids is not None:
+                query = query.where(SegmentRow.file_id.in_(list(file_ids)))
+            rows = s.execute(query).all()
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.encoder.dim), dtype=np.float32)
+        seg_ids = np.array([r[0] for r in rows], dtype=np.int64)
+        owners = np.array([r[1] for r in rows], dtype=np.int64)
+        vectors = self.catalog.vectors(seg_ids)
+        unique, inverse = np.unique(owners, return_inverse=True)
+        pooled = np.zeros((len(unique), vectors.shape[1]), dtype=np.float32)
+        np.add.at(pooled, inverse, vectors)
+        return unique, _normalise(pooled)
+
+    # --- query vectors -----------------------------------------------------------------------------
+
+    def _embed_text_uncached(self, text: str) -> FloatArray:
+        vec = self.encoder.embed_text([text])[0]
+        vec.flags.writeable = False  # shared through the cache
+        return vec
+
+    def _text_vector(self, parsed: ParsedText) -> FloatArray:
+        query = self._embed_text(parsed.positive)
+        if parsed.negative:
+            query = _normalise(query - NEGATIVE_WEIGHT * self._embed_text(" ".join(parsed.negative)))
+        return query
+
+    def _example_vector(self, example: Example) -> tuple[FloatArray, int | None]:
+        """Query vector of an example, and the catalog file to leave out of the results (if indexed)."""
+        file_id = self._indexed_file_id(example)
+        if file_id is not None:
+            ids, vectors = self.file_vectors([file_id])
+            if len(ids):
+                return vectors[0], file_id
+        if isinstance(example, int) or (isinstance(example, str) and example.isdigit() and not Path(example).exists()):
+            raise QueryError(f"no indexed file with id {example}")
+        audio = load_audio(example, self.encoder.sample_rate)
+        return self.encoder.embed_audio([audio.samples])[0], None
+
+    def _indexed_file_id(self, example: Example) -> int | None:
+        with Session(self.catalog.engine) as s:
+            if isinstance(example, int) or (isinstance(example, str) and example.isdigit()):
+                row = s.get(FileRow, int(example))
+                if row is not None and row.status == FileStatus.OK:
+                    return row.id
+                if isinstance(example, int):
+                    return None
+            path = str(Path(example).expanduser().absolute())
+            return s.scalar(select(FileRow.id).where(FileRow.path == path, FileRow.status == FileStatus.OK))
+
+    # --- rankings ----------------------------------------------------------------------------------
+
+    def _allowed_files(self, filters: Filters | None) -> set[int] | None:
+        if filters is None or not filters.active:
+            return None
+        conditions = [FileRow.status == FileStatus.OK]
+        if filters.min_duration_s is not None:
+            conditions.append(FileRow.duration_s >= filters.min_duration_s)
+        if filters.max_duration_s is not None:
+            conditions.append(FileRow.duration_s <= filters.max_duration_s)
+        if filters.folder:
+            folder = filters.folder.rstrip("/")
+            prefix = str(Path(folder).expanduser().absolute())
+            conditions.append(or_(FileRow.path.startswith(prefix + "/"), FileRow.path.contains(f"/{folder}/")))
+        if filters.formats:
+            exts = [f.lower().lstrip(".") for f in filters.formats]
+            conditions.append(
+                or_(
+                    func.upper(FileRow.format).in_([e.upper() for e in exts]),
+                    *(func.lower(FileRow.path).endswith(f".{e}") for e in exts),
+                )
+            )
+        for tag in filters.tags:
+            conditions.append(FileRow.id.in_(select(TagRow.file_id).where(func.lower(TagRow.label) == tag.lower())))
+        with Session(self.catalog.engine) as s:
+            return set(s.scalars(select(FileRow.id).where(and_(*conditions))))
+
+    def _vector_ranking(
+        self, query: FloatArray, k: int, allowed: set[int] | None, exclude: int | None
+    ) -> list[_Ranked]:
+        allowed_segments = None
+        if allowed is not None:
+            with Session(self.catalog.engine) as s:
+                allowed_segments = np.fromiter(
+                    s.scalars(select(SegmentRow.id).where(SegmentRow.file_id.in_(allowed))), dtype=np.int64
+                )
+        total = self.catalog.index.count() if allowed_segments is None else len(allowed_segments)
+        fetch = min(max(4 * k, 32), max(total, 1))
+        while True:
+            scores, ids = self.catalog.index.search(query, fetch, allowed_segments)
+            valid = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0], strict=True) if i >= 0]
+            found = self.catalog.segments_by_id([i for i, _ in valid])
+            best: dict[int, _Ranked] = {}
+            for seg_id, score in valid:
+                seg = found.get(seg_id)
+                if seg is None or seg.file_id == exclude or seg.file_id in best:
+                    continue  # results are score-ordered: the first segment of a file is its best
+                best[seg.file_id] = _Ranked(seg.file_id, score, seg.start_s, seg.end_s)
+            if len(best) >= k or fetch >= total:
+                return list(best.values())[:k]
+            fetch = min(fetch * 4, total)
+
+    def _text_ranking(self, parsed: ParsedText, k: int, allowed: set[int] | None, exclude: int | None) -> list[_Ranked]:
+        limit = max(4 * k, 200)
+        with Session(self.catalog.engine) as s:
+            while True:
+                rows = fulltext.search(s, parsed.positive, limit, exclude=parsed.negative)
+                ranked = [
+                    _Ranked(fid, score) for fid, score in rows if fid != exclude and (allowed is None or fid in allowed)
+                ]
+                if len(ranked) >= k or len(rows) < limit:
+                    return ranked[:k]
+                limit *= 4
+
+    def _fused(self, vector_list: list[_Ranked], text_list: list[_Ranked], k: int) -> list[Hit]:
+        fused: dict[int, float] = {}
+        for ranking in (vector_list, text_list):
+            for rank, item in enumerate(ranking):
+                fused[item.file_id] = fused.get(item.file_id, 0.0) + 1.0 / (RRF_K + rank + 1)
+        by_vector = {r.file_id: r for r in vector_list}
+        in_text = {r.file_id for r in text_list}
+        order = sorted(fused, key=lambda fid: -fused[fid])[:k]
+        ranked = [
+            _Ranked(
+                fid,
+                fused[fid],
+                by_vector[fid].start_s if fid in by_vector else None,
+                by_vector[fid].end_s if fid in by_vector else None,
+            )
+            for fid in order
         ]
+        sources = {
+            fid: tuple(name for name, hit in (("vector", fid in by_vector), ("text", fid in in_text)) if hit)
+            for fid in order
+        }
+        return self._hits(ranked, sources)
 
-    def classify(
-        self, path: str | Path, labels: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
-    ) -> dict[str, float]:
-        """Single-label zero-shot probabilities: softmax over labels of the model's scaled cosine."""
-        clean = [label.strip() for label in labels]
-        if not clean or any(not label for label in clean) or len(set(clean)) != len(clean):
-            raise SoundsearchError("labels must be a non-empty list of distinct, non-blank names")
-        audio = load_audio(path, self.encoder.sample_rate)
-        emb = self.encoder.embed_audio([audio.samples])[0]
-        prompts = self.encoder.embed_text([t.format(label) for label in clean for t in templates])
-        per_label = prompts.reshape(len(clean), len(templates), -1).mean(axis=1)
-        per_label /= np.linalg.norm(per_label, axis=1, keepdims=True)
-        scale = float(getattr(self.encoder, "logit_scale", 100.0))
-        logits = scale * (per_label @ emb)
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
-        return dict(sorted(zip(clean, probs.tolist(), strict=True), key=lambda kv: -kv[1]))
+    def _hits(self, ranked: list[_Ranked], matched_by: tuple[str, ...] | dict[int, tuple[str, ...]]) -> list[Hit]:
+        if not ranked:
+            return []
+        ids = [r.file_id for r in ranked]
+        with Session(self.catalog.engine) as s:
+            files = {f.id: f for f in s.scalars(select(FileRow).where(FileRow.id.in_(ids)))}
+            tags: dict[int, list[str]] = {}
+            for fid, label in s.execute(
+                select(TagRow.file_id, TagRow.label).where(TagRow.file_id.in_(ids)).order_by(TagRow.score.desc())
+            ):
+                tags.setdefault(fid, []).append(label)
+        hits = []
+        for r in ranked:
+            f = files.get(r.file_id)
+            if f is None:
+                continue  # deleted by a concurrent indexing run
+            duration = f.duration_s or 0.0
+            hits.append(
+                Hit(
+                    file_id=f.id,
+                    path=Path(f.path),
+                    score=r.score,
+                    start_s=r.start_s if r.start_s is not None else 0.0,
+                    end_s=r.end_s if r.end_s is not None else duration,
+                    duration_s=f.duration_s,
+                    format=f.format,
+                    tags=tuple(dict.fromkeys(tags.get(f.id, []))),
+                    caption=f.caption,
+                    matched_by=matched_by[f.id] if isinstance(matched_by, dict) else matched_by,
+                )
+            )
+        return hits
+
+
+def _normalise(v: np.ndarray) -> FloatArray:
+    norm = np.linalg.norm(v, axis=-1, keepdims=True)
+    return (v / np.maximum(norm, 1e-12)).astype(np.float32)

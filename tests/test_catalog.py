@@ -18,17 +18,37 @@ def test_schema_migrations_upgrade_in_place(tmp_path: Path, monkeypatch: pytest.
     def add_rating(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE files ADD COLUMN rating INTEGER"))
 
-    monkeypatch.setattr(indexer.schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(indexer.schema, "MIGRATIONS", {1: add_rating})
-    monkeypatch.setattr("indexer.catalog.SCHEMA_VERSION", 2)
+    monkeypatch.setattr(indexer.schema, "MIGRATIONS", {**indexer.schema.MIGRATIONS, 2: add_rating})
+    monkeypatch.setattr("indexer.catalog.SCHEMA_VERSION", 3)
     with Catalog.open(tmp_path) as catalog:
-        assert catalog.settings()["schema_version"] == "2"
+        assert catalog.settings()["schema_version"] == "3"
         assert catalog.binding is not None and catalog.binding.model_id == "m"  # data survived
         with catalog.engine.connect() as conn:
             columns = {row[1] for row in conn.execute(text("PRAGMA table_info(files)"))}
         assert "rating" in columns
     with Catalog.open(tmp_path) as catalog:  # applied once: reopening is a no-op
+        assert catalog.settings()["schema_version"] == "3"
+
+
+def test_version_1_catalog_is_upgraded_to_full_text_search(tmp_path: Path) -> None:
+    """A catalog written by schema 1 (no text columns, no FTS) gains them, with its files' words."""
+    with Catalog.open(tmp_path) as catalog, catalog.engine.begin() as conn:
+        for column in ("title", "comment", "caption", "search_text"):
+            conn.execute(text(f"ALTER TABLE files DROP COLUMN {column}"))
+        conn.execute(text("DROP TABLE files_fts"))
+        conn.execute(text("UPDATE settings SET value = '1' WHERE key = 'schema_version'"))
+        conn.execute(text("INSERT INTO roots (id, path, added_at) VALUES (1, '/lib', '2026-01-01')"))
+        conn.execute(
+            text(
+                "INSERT INTO files (root_id, path, size, mtime_ns, status, indexed_at) "
+                "VALUES (1, '/lib/Doors/DOOR_WoodCreak_SSYN_01.wav', 1, 1, 'ok', '2026-01-01')"
+            )
+        )
+    with Catalog.open(tmp_path) as catalog, catalog.session() as s:
+        from indexer import fulltext
+
         assert catalog.settings()["schema_version"] == "2"
+        assert [fid for fid, _ in fulltext.search(s, "creak", 10)] == [1]
 
 
 def test_newer_schema_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

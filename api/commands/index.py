@@ -13,7 +13,9 @@ def register(sub: Any) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="library folder(s)")
     p.add_argument("--model", help="model spec for a new catalog (default: the catalog's own model)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--workers", type=int, default=2, help="decoder threads (default: 2)")
+    p.add_argument(
+        "--workers", type=int, default=None, help="decoder threads (default: decode inline when the model runs on CPU)"
+    )
     p.add_argument("--commit-every", type=int, default=64, metavar="N", help="files per transaction (default: 64)")
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of a progress bar")
     add_catalog_options(p)

@@ -92,7 +92,8 @@ class ClapEncoder:
         else:
             self.dtype = torch.float32
             _configure_cpu_threads()
-        self.batch_size = batch_size or (64 if self.device.type == "cuda" else 8)
+        # CPU: HTSAT-tiny peaks at batch 2-4 on two cores (benchmarks/bench_encoder.py); larger batches lose.
+        self.batch_size = batch_size or (64 if self.device.type == "cuda" else 4)
         torch.nn.Module.to(model, device=self.device, dtype=self.dtype)
         self.model = model.eval()
         self.tokenizer = tokenizer

@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from indexer.catalog import Catalog
+from indexer.pipeline import index_paths
+from search.engine import Engine
+from search.query import Filters, QueryError
+from search.zeroshot import ZeroShotClassifier, classify_library, parse_labels
+from tests.planted import PlantedEncoder, noise, tone, write
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("planted") / "lib"
+    # A long ambience with a whistle planted at 22-28 s.
+    ambience = noise(40.0, seed=1)
+    ambience[22 * 8000 : 28 * 8000] += tone(6, 6.0)
+    write(root / "ambience" / "Street_Ambience_Long.wav", ambience)
+    # Hybrid case: the relevant audio has an uninformative name; the relevant name has other audio.
+    write(root / "misc" / "take_001.wav", tone(6, 3.0))
+    write(root / "misc" / "Whistle_Referee_02.wav", noise(3.0, amplitude=0.3, seed=2))
+    for i in range(3):  # decoys: some whistle energy, more engine
+        write(root / "misc" / f"sfx_decoy_{i}.wav", tone(6, 3.0, 0.25) + tone(2, 3.0, 0.35 + 0.05 * i))
+    # Filter case: strong whistles in WAV, weaker ones in FLAC.
+    for i in range(8):
+        write(root / "wav" / f"loud_{i}.wav", tone(6, 2.0) + tone(1, 2.0, 0.05 * i))
+    for i in range(6):
+        write(root / "flac" / f"soft_{i}.flac", tone(6, 2.0 + i, 0.3) + tone(3, 2.0 + i, 0.2), fmt="FLAC")
+    # Near-duplicates: the same sound re-encoded, gain-changed and trimmed.
+    chord = tone(4, 4.0, 0.3) + tone(0, 4.0, 0.2)
+    write(root / "dupes" / "chord.wav", chord)
+    write(root / "dupes" / "chord_quiet.wav", 0.5 * chord)
+    write(root / "dupes" / "chord.flac", chord, fmt="FLAC")
+    write(root / "dupes" / "chord_trim.wav", chord[: int(0.9 * len(chord))])
+    return root
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory, library: Path) -> Engine:
+    catalog = Catalog.open(tmp_path_factory.mktemp("home"))
+    encoder = PlantedEncoder()
+    index_paths(catalog, encoder, [library])
+    return Engine(catalog, encoder)
+
+
+def names(hits: list) -> list[str]:  # type: ignore[type-arg]
+    return [h.path.name for h in hits]
+
+
+def test_planted_segment_is_found_with_its_time(engine: Engine) -> None:
+    hits = engine.search("whistle", k=30, mode="vector")
+    long = next(h for h in hits if h.path.name == "Street_Ambience_Long.wav")
+    assert (long.start_s, long.end_s) == (20.0, 30.0)
+    assert names(hits).count("Street_Ambience_Long.wav") == 1  # one hit per file
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_hybrid_fusion_beats_either_side(engine: Engine) -> None:
+    relevant = {"take_001.wav", "Whistle_Referee_02.wav"}
+    subset = Filters(folder="misc")
+    vector = set(names(engine.search("whistle", k=2, mode="vector", filters=subset)))
+    text = set(names(engine.search("whistle", k=2, mode="text", filters=subset)))
+    hybrid = engine.search("whistle", k=2, mode="hybrid", filters=subset)
+    assert len(vector & relevant) == 1 and len(text & relevant) == 1
+    assert set(names(hybrid)) == relevant
+    assert {tuple(h.matched_by) for h in hybrid} == {("vector", "text"), ("vector",)}
+
+
+def test_filters_apply_before_the_top_k_cut(engine: Engine) -> None:
+    hits = engine.search("whistle", k=5, mode="vector", filters=Filters(formats=("flac",)))
+    assert len(hits) == 5 and all(h.path.suffix == ".flac" for h in hits)
+    long_only = engine.search("whistle", k=3, mode="hybrid", filters=Filters(min_duration_s=6.0))
+    assert len(long_only) == 3 and all((h.duration_s or 0) >= 6.0 for h in long_only)
+    short = engine.search("whistle", k=50, mode="vector", filters=Filters(max_duration_s=2.5, folder="wav"))
+    assert sorted(names(short)) == sorted(f"loud_{i}.wav" for i in range(8))
+
+
+def test_negative_terms_and_examples(engine: Engine, library: Path) -> None:
+    plain = names(engine.search("whistle", k=6, mode="vector", filters=Filters(folder="misc")))
+    assert plain[0] == "take_001.wav"
+    without_engine = names(engine.search("whistle -engine", k=6, mode="vector", filters=Filters(folder="misc")))
+    assert without_engine.index("sfx_decoy_0.wav") >= plain.index("sfx_decoy_0.wav")
+    assert "Whistle_Referee_02.wav" not in names(engine.search("whistle -referee", k=10, mode="text"))
+
+    similar = engine.similar(library / "dupes" / "chord.wav", k=3)
+    assert "chord.wav" not in names(similar)  # an indexed example is not its own neighbour
+    assert set(names(similar)) == {"chord_quiet.wav", "chord.flac", "chord_trim.wav"}
+    outside = library.parent / "outside.wav"
+    write(outside, tone(6, 1.5))
+    assert engine.similar(outside, k=1, filters=Filters(folder="misc"))[0].path.name == "take_001.wav"
+    mixed = engine.search(
+        "engine", k=1, mode="vector", like=str(outside), like_weight=0.5, filters=Filters(folder="misc")
+    )
+    assert mixed[0].path.name.startswith("sfx_decoy")  # engine + whistle: the decoys have both
+
+
+def test_duplicates_groups_reencoded_trimmed_and_gain_changed(engine: Engine) -> None:
+    groups = [sorted(names(g)) for g in engine.duplicates(threshold=0.99)]
+    assert sorted(["chord.flac", "chord.wav", "chord_quiet.wav", "chord_trim.wav"]) in groups
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [("", "empty query"), ("   ", "empty query"), ("x" * 10_000, "too long"), ("-thunder", "only says what to avoid")],
+)
+def test_bad_queries(engine: Engine, query: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        engine.search(query)
+
+
+def test_bad_examples_and_parameters(engine: Engine, tmp_path: Path) -> None:
+    from indexer.errors import AudioDecodeError
+
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    with pytest.raises(AudioDecodeError):
+        engine.similar(text)
+    with pytest.raises(QueryError, match="no indexed file"):
+        engine.similar(999_999)
+    with pytest.raises(QueryError, match="mode"):
+        engine.search("hum", mode="fuzzy")
+    with pytest.raises(QueryError, match="k must be"):
+        engine.search("hum", k=0)
+
+
+def test_query_embeddings_are_cached(engine: Engine) -> None:
+    engine.search("a chime in a hall", mode="vector")
+    before = engine._embed_text.cache_info().hits
+    engine.search("a chime in a hall", mode="vector")
+    assert engine._embed_text.cache_info().hits == before + 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"), [("", "no labels"), ("dog,,cat", "blank label"), ("dog, Dog", "duplicate"), ("a,", "blank")]
+)
+def test_label_lists_are_validated(text: str, message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        parse_labels(text)
+
+
+def test_zero_shot_single_and_multi_label(engine: Engine, library: Path) -> None:
+    encoder = engine.encoder
+    single = ZeroShotClassifier(encoder, ["whistle", "engine", "rumble"])
+    (pred,) = single.predict_files([library / "misc" / "take_001.wav"])
+    assert pred.scores[0][0] == "whistle" and sum(s for _, s in pred.scores) == pytest.approx(1.0, abs=1e-5)
+
+    decoy = library / "misc" / "sfx_decoy_2.wav"
+    multi = ZeroShotClassifier(encoder, ["whistle", "engine", "rumble"], multi_label=True)
+    (m,) = multi.predict_files([decoy])
+    scores = dict(m.scores)
+    assert scores["whistle"] > 0.5 and scores["engine"] > 0.5 and scores["rumble"] < 0.5
+    # A label's multi-label score does not depend on the other labels in the set.
+    (alone,) = ZeroShotClassifier(encoder, ["engine"], multi_label=True).predict_files([decoy])
+    assert dict(alone.scores)["engine"] == pytest.approx(scores["engine"], abs=1e-6)
+
+    # Long files: the whistle at 22-28 s is present (max over windows) but rare on average.
+    long = library / "ambience" / "Street_Ambience_Long.wav"
+    (lm,) = multi.predict_files([long])
+    assert dict(lm.scores)["whistle"] > 0.5
+
+
+def test_library_classification_uses_stored_vectors_and_saves_tags(engine: Engine, tmp_path: Path) -> None:
+    catalog = Catalog.open(engine.catalog.home)  # writable handle on the same catalog
+    classifier = ZeroShotClassifier(engine.encoder, ["whistle", "chime", "hum"])
+    results = classify_library(catalog, classifier)
+    assert len(results) == len(catalog.files(status="ok"))
+    by_name = {Path(p.source).name: p for _, p in results}
+    assert by_name["chord.wav"].scores[0][0] == "chime"
+    catalog.set_tags("zeroshot", {fid: [p.scores[0]] for fid, p in results})
+    tagged = engine.search("whistle", k=50, mode="vector", filters=Filters(tags=("chime",)))
+    assert tagged and all("chime" in h.tags for h in tagged)
+    assert "chord.wav" in names(engine.search("chime", k=20, mode="text"))  # tags are full-text searchable
+    catalog.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "api.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_search_classify_and_errors(tmp_path: Path) -> None:
+    from tests.conftest import tone_mix
+
+    lib = tmp_path / "lib"
+    import soundfile as sf
+
+    for i in range(4):
+        (lib / f"f{i}").mkdir(parents=True)
+        sf.write(lib / f"f{i}" / f"GLAS_Break_Bottle_{i:02d}.wav", tone_mix(1.0 + i, 48_000, seed=i), 48_000)
+    home = str(tmp_path / "home")
+    assert _cli("index", str(lib), "--home", home, "--model", "tiny-random", "--json").returncode == 0
+    out = _cli("search", "glass break", "--home", home, "--json", "-k", "3")
+    assert out.returncode == 0, out.stderr
+    hits = json.loads(out.stdout)
+    assert len(hits) == 3 and {"path", "score", "start_s", "end_s", "file_id"} <= hits[0].keys()
+    out = _cli("similar", str(hits[0]["file_id"]), "--home", home, "--json", "-k", "2")
+    assert out.returncode == 0 and str(hits[0]["path"]) not in out.stdout
+    out = _cli("classify", "--library", "--labels", "glass, dog", "--save-as-tags", "--home", home, "--json")
+    assert out.returncode == 0, out.stderr
+    assert all(p["labels"][0]["label"] in {"glass", "dog"} for p in json.loads(out.stdout))
+    tagged = json.loads(_cli("search", "bottle", "--tag", "glass", "--home", home, "--json").stdout)
+    assert all("glass" in h["tags"] for h in tagged)
+    for bad in (
+        ["search", "", "--home", home],
+        ["classify", str(lib / "f0" / "GLAS_Break_Bottle_00.wav"), "--labels", "a,,b", "--home", home],
+        ["similar", str(tmp_path / "missing.wav"), "--home", home],
+    ):
+        result = _cli(*bad)
+        assert result.returncode == 2 and "error:" in result.stderr, bad
