@@ -1,0 +1,165 @@
+"""Search latency on a large catalog, and library-wide zero-shot classification from stored vectors.
+
+Catalog: N files × 2 segments of random unit vectors (512-d) written straight into the database (the
+index side does not care where vectors come from), with UCS-like file names for the text index.
+Measures, per query, `Engine.search` end to end with the query embedding cached (that is, excluding
+the embedding, which is reported separately for an HTSAT/RoBERTa-sized random CLAP), for vector and
+hybrid modes and with a filter; then classifying every file against 500 labels from stored vectors.
+
+Run: .venv/bin/python -m benchmarks.bench_search [--files 50000 --labels 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import insert
+
+from benchmarks._common import machine
+from indexer.catalog import Catalog, vector_to_bytes
+from indexer.schema import FileRow, Root, SegmentRow
+from search.engine import Engine
+from search.query import Filters
+from search.zeroshot import ZeroShotClassifier, classify_library
+
+DIM = 512
+WORDS = ["glass", "door", "rain", "wind", "metal", "wood", "impact", "whoosh", "engine", "crowd", "bird", "water"]
+
+
+class RandomTextEncoder:
+    """Text side for the latency runs: a fixed random vector per string (embedding cost excluded)."""
+
+    model_id = "bench-random"
+    sample_rate = 48_000
+    window_seconds = 10.0
+    dim = DIM
+    logit_scale = 100.0
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        out = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(DIM) for t in texts])
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+    def embed_audio(self, clips: list[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+
+def build(home: Path, n_files: int) -> Catalog:
+    gen = np.random.default_rng(0)
+    catalog = Catalog.open(home)
+    catalog.bind_model("bench-random", DIM, 10.0, 5.0)
+    with catalog.session() as s:
+        s.add(Root(id=1, path="/lib"))
+        s.flush()
+        files = []
+        for i in range(n_files):
+            a, b = WORDS[i % len(WORDS)], WORDS[(i // len(WORDS)) % len(WORDS)]
+            path = f"/lib/{a}/{a.upper()[:4]}_{a.title()}{b.title()}_SSYN_{i:06d}.wav"
+            files.append(
+                {
+                    "id": i + 1,
+                    "root_id": 1,
+                    "path": path,
+                    "size": 1,
+                    "mtime_ns": 1,
+                    "status": "ok",
+                    "duration_s": 20.0,
+                    "format": "WAV",
+                    "search_text": f"{a} {b} ssyn wav",
+                }
+            )
+        s.execute(insert(FileRow), files)
+        vectors = gen.standard_normal((2 * n_files, DIM)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        segs = [
+            {
+                "file_id": j // 2 + 1,
+                "start_s": 10.0 * (j % 2),
+                "end_s": 10.0 * (j % 2) + 10.0,
+                "vector": vector_to_bytes(v),
+            }
+            for j, v in enumerate(vectors)
+        ]
+        for start in range(0, len(segs), 20_000):
+            s.execute(insert(SegmentRow), segs[start : start + 20_000])
+        from indexer import fulltext
+
+        fulltext.refresh(s, [f["id"] for f in files])
+    catalog.save_index()
+    return catalog
+
+
+def timed(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=50_000)
+    parser.add_argument("--labels", type=int, default=500)
+    parser.add_argument("--classify-files", type=int, default=10_000)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        catalog = build(Path(tmp) / "big", args.files)
+        print(
+            f"catalog: {args.files} files, {catalog.index.count()} segments (built in {time.perf_counter() - t0:.0f} s)"
+        )
+        engine = Engine(catalog, RandomTextEncoder())  # type: ignore[arg-type]
+        queries = [f"{WORDS[i % 12]} {WORDS[(i * 5) % 12]} close" for i in range(20)]
+        print("\n| query (embedding cached) | p50 ms | p99 ms |")
+        print("|---|---|---|")
+        for label, kwargs in (
+            ("vector, k=20", {"mode": "vector"}),
+            ("hybrid, k=20", {"mode": "hybrid"}),
+            (
+                "hybrid, k=20, --format wav --min-duration 5",
+                {"mode": "hybrid", "filters": Filters(formats=("wav",), min_duration_s=5)},
+            ),
+        ):
+            for q in queries:
+                engine.search(q, 20, **kwargs)  # warm: embeddings cached
+            times = [t for q in queries for t in timed(lambda q=q, kw=kwargs: engine.search(q, 20, **kw), 5)]
+            p50, p99 = statistics.median(times) * 1e3, np.percentile(times, 99) * 1e3
+            print(f"| {label} | {p50:.2f} | {p99:.2f} |")
+        catalog.close()
+
+        from transformers import ClapConfig, ClapModel
+
+        from indexer.encoders.clap import ClapEncoder, MelFrontend
+        from indexer.encoders.tiny import byte_level_tokenizer
+
+        clap = ClapEncoder(
+            ClapModel(ClapConfig()), byte_level_tokenizer(), model_id="htsat-roberta-random", frontend=MelFrontend()
+        )
+        clap.embed_text(["warm up"])
+        emb = timed(lambda: clap.embed_text(["glass shattering on concrete, close"]), 20)
+        print(
+            f"\nquery embedding, RoBERTa-base-sized text tower (random weights): p50 {statistics.median(emb) * 1e3:.1f} ms"
+        )
+
+        small = build(Path(tmp) / "classify", args.classify_files)
+        labels = [f"label {i} {WORDS[i % 12]}" for i in range(args.labels)]
+        t0 = time.perf_counter()
+        classifier = ZeroShotClassifier(RandomTextEncoder(), labels)  # type: ignore[arg-type]
+        prompt_s = time.perf_counter() - t0
+        runs = timed(lambda: classify_library(small, classifier), 3)
+        print(
+            f"\nclassify {args.classify_files} files ({small.index.count()} segments) x {args.labels} labels "
+            f"from stored vectors: best {min(runs):.2f} s (prompt embeddings: {prompt_s:.2f} s with the random text side)"
+        )
+        small.close()
+
+
+if __name__ == "__main__":
+    main()
