@@ -145,7 +145,8 @@ def main() -> None:
         clap.embed_text(["warm up"])
         emb = timed(lambda: clap.embed_text(["glass shattering on concrete, close"]), 20)
         print(
-            f"\nquery embedding, RoBERTa-base-sized text tower (random weights): p50 {statistics.median(emb) * 1e3:.1f} ms"
+            "\nquery embedding, RoBERTa-base-sized text tower (random weights): "
+            f"p50 {statistics.median(emb) * 1e3:.1f} ms"
         )
 
         small = build(Path(tmp) / "classify", args.classify_files)
@@ -156,7 +157,7 @@ def main() -> None:
         runs = timed(lambda: classify_library(small, classifier), 3)
         print(
             f"\nclassify {args.classify_files} files ({small.index.count()} segments) x {args.labels} labels "
-            f"from stored vectors: best {min(runs):.2f} s (prompt embeddings: {prompt_s:.2f} s with the random text side)"
+            f"from stored vectors: best {min(runs):.2f} s (prompt embeddings: {prompt_s:.2f} s, random text side)"
         )
         small.close()
 
