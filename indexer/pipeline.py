@@ -57,6 +57,8 @@ class IndexSummary:
     seconds: float = 0.0
     audio_seconds: float = 0.0
     errors: list[dict[str, str]] = field(default_factory=list)
+    # Files whose vectors were (re)computed in this run, for follow-up work such as auto-tagging.
+    changed_file_ids: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -466,6 +468,7 @@ class _EmbedRun:
                 new_vectors.extend(st.vectors)
                 self.summary.segments += len(segs)
                 self.summary.audio_seconds += st.info.duration_s if st.info else 0.0
+                self.summary.changed_file_ids.append(file_id)
                 if st.job.existing_id is None:
                     self.summary.added += 1
                 else:
