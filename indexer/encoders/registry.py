@@ -37,7 +37,14 @@ def _tiny_random(device: str | None, batch_size: int | None) -> Encoder:
     )
 
 
+def _mini(device: str | None, batch_size: int | None) -> Encoder:
+    from indexer.encoders.mini import load_mini
+
+    return load_mini(device=device, batch_size=batch_size or 32)
+
+
 BUILTIN_ENCODERS: dict[str, BuiltinFactory] = {
+    "mini": _mini,
     "tiny-random": _tiny_random,
 }
 
@@ -60,6 +67,12 @@ def load_encoder(spec: str, device: str | None = None, *, batch_size: int | None
         from indexer.encoders.laion import load_laion_checkpoint
 
         return load_laion_checkpoint(path, device=device, batch_size=batch_size)
+    if path.is_dir() and (path / "mini.json").is_file():
+        from indexer.encoders.mini import load_mini
+
+        encoder = load_mini(path, device=device, batch_size=batch_size or 32)
+        encoder.model_id = path.resolve().as_posix()
+        return encoder
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise EncoderLoadError(

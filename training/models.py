@@ -1,0 +1,168 @@
+"""What the training loop trains: one small interface, one adapter per model family.
+
+The loop precomputes each clip's log-mel once (`features`) and each caption's text input once
+(`text_inputs`), then trains on those with augmentations applied to the log-mels, so an epoch costs
+only the forward/backward passes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from indexer.encoders.mini import MiniClap, MiniConfig, SentenceEncoder, load_mini, minilm_dir, save_mini
+from indexer.errors import EncoderLoadError
+from indexer.types import FloatArray
+from indexer.windows import repeat_pad
+
+
+class Trainable(Protocol):
+    sample_rate: int
+    window_s: float
+    model_id: str
+
+    def modules(self) -> nn.Module: ...
+
+    def features(self, clip: FloatArray) -> torch.Tensor:
+        """Log-mel [frames, mels] of a whole clip (repeat-padded to at least one window)."""
+        ...
+
+    def window_frames(self) -> int: ...
+
+    def text_inputs(self, captions: Sequence[str]) -> Any: ...
+
+    def select_text(self, inputs: Any, index: torch.Tensor) -> Any: ...
+
+    def audio_embed(self, log_mel: torch.Tensor) -> torch.Tensor: ...
+
+    def text_embed(self, inputs: Any) -> torch.Tensor: ...
+
+    def logit_scale(self) -> torch.Tensor: ...
+
+    def save(self, out_dir: Path, card: dict[str, Any]) -> None: ...
+
+
+class MiniTrainable:
+    """`mini`: CNN audio tower + projection over frozen MiniLM sentence vectors."""
+
+    def __init__(self, model: MiniClap, sentences: SentenceEncoder) -> None:
+        self.model = model
+        self.sentences = sentences
+        self.sample_rate = model.cfg.sample_rate
+        self.window_s = model.cfg.window_s
+        self.model_id = model.cfg.model_id
+
+    @classmethod
+    def create(cls, init: str | None) -> MiniTrainable:
+        if init in (None, "scratch"):
+            model = MiniClap(MiniConfig())
+            return cls(model, SentenceEncoder(minilm_dir(), torch.device("cpu")))
+        encoder = load_mini(None if init == "mini" else Path(str(init)), device="cpu")
+        return cls(encoder.model, encoder.sentences)
+
+    def modules(self) -> nn.Module:
+        return self.model
+
+    def features(self, clip: FloatArray) -> torch.Tensor:
+        win = round(self.window_s * self.sample_rate)
+        wave = repeat_pad(clip, win) if len(clip) < win else clip
+        with torch.no_grad():
+            return self.model.frontend(torch.from_numpy(np.ascontiguousarray(wave))[None])[0]
+
+    def window_frames(self) -> int:
+        return self.model.cfg.frames
+
+    def text_inputs(self, captions: Sequence[str]) -> torch.Tensor:
+        return self.sentences.encode(captions)
+
+    def select_text(self, inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return inputs[index]
+
+    def audio_embed(self, log_mel: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_log_mel(log_mel)
+
+    def text_embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_sentence_vectors(inputs)
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale.exp().clamp(max=100.0)
+
+    def save(self, out_dir: Path, card: dict[str, Any]) -> None:
+        save_mini(self.model, out_dir, card)
+
+
+class ClapTrainable:
+    """A Hugging Face `ClapModel` (hub id in the local cache, or a directory), fine-tuned end to end."""
+
+    def __init__(self, source: str) -> None:
+        from indexer.encoders.clap import ClapEncoder, load_hf_clap
+
+        try:
+            encoder = load_hf_clap(source, device="cpu")
+        except (OSError, ValueError) as exc:
+            raise EncoderLoadError(f"cannot load {source!r} for fine-tuning: {exc}") from None
+        self.encoder: ClapEncoder = encoder
+        self.model = encoder.model.train()
+        self.sample_rate = encoder.sample_rate
+        self.window_s = encoder.window_seconds
+        self.model_id = encoder.model_id
+        self.source = source
+
+    def modules(self) -> nn.Module:
+        return self.model
+
+    def features(self, clip: FloatArray) -> torch.Tensor:
+        win = round(self.window_s * self.sample_rate)
+        wave = repeat_pad(clip, win) if len(clip) < win else clip
+        with torch.no_grad():
+            return self.encoder.audio_features([wave])[0, 0]  # [frames, mels] (unfused models)
+
+    def window_frames(self) -> int:
+        return round(self.window_s * self.sample_rate) // self.encoder.frontend.hop_length + 1
+
+    def text_inputs(self, captions: Sequence[str]) -> dict[str, torch.Tensor]:
+        tokens = self.encoder.tokenizer(
+            list(captions), padding=True, truncation=True, max_length=77, return_tensors="pt"
+        )
+        return {"input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"]}
+
+    def select_text(self, inputs: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {k: v[index] for k, v in inputs.items()}
+
+    def audio_embed(self, log_mel: torch.Tensor) -> torch.Tensor:
+        is_longer = torch.zeros((log_mel.shape[0], 1), dtype=torch.bool)
+        out = self.model.get_audio_features(input_features=log_mel.unsqueeze(1), is_longer=is_longer)
+        return nn.functional.normalize(out.pooler_output, dim=-1)
+
+    def text_embed(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return nn.functional.normalize(self.model.get_text_features(**inputs).pooler_output, dim=-1)
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.model.logit_scale_a.exp().clamp(max=100.0)
+
+    def save(self, out_dir: Path, card: dict[str, Any]) -> None:
+        from transformers import ClapFeatureExtractor
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out_dir)
+        self.encoder.tokenizer.save_pretrained(out_dir)
+        fe = self.encoder.frontend
+        ClapFeatureExtractor(truncation="fusion" if fe.fusion else "rand_trunc").save_pretrained(out_dir)
+        (out_dir / "training_card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def create_trainable(init: str | None) -> Trainable:
+    """`None`/"scratch" or "mini" (or a mini folder): the mini model; anything else: a HF CLAP model."""
+    if init in (None, "scratch", "mini") or (Path(str(init)) / "mini.json").is_file():
+        return MiniTrainable.create(init)
+    return ClapTrainable(str(init))
+
+
+def parameters(trainable: Trainable) -> Iterator[nn.Parameter]:
+    return (p for p in trainable.modules().parameters() if p.requires_grad)
