@@ -1,0 +1,104 @@
+"""The FastAPI application: `create_app(settings)`; `soundsearch serve` runs it under uvicorn.
+
+Models and the catalog are loaded in the lifespan (never at import), so importing this module is
+cheap and tests choose their own settings, encoder and captioner.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+
+from api import errors
+from api.jobs import JobRegistry
+from api.routes import files, index, models, search, system
+from api.routes.system import STATIC
+from api.services import Captioner, LockedEncoder, Services
+from api.settings import Settings
+from api.uploads import BodyLimit
+from indexer.catalog import Catalog
+from indexer.encoders.base import Encoder
+from search.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, *, encoder: Encoder | None = None, captioner: Captioner | None = None
+) -> FastAPI:
+    """The app; `encoder` replaces loading `settings.model` (tests), `captioner` plugs in captions."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = _load(settings, encoder, captioner)
+        app.state.services = services
+        log.info("serving %s with %s", services.catalog.home, services.encoder.model_id)
+        try:
+            yield
+        finally:
+            app.state.services = None
+            services.jobs.join(timeout=5.0)
+            services.engine.close()
+
+    app = FastAPI(
+        title="soundsearch",
+        summary="Search a sound library by description, by example, or against labels you type.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.services = None
+    errors.install(app)
+    for router in (system.router, search.router, files.router, models.router, index.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit, max_upload_bytes=settings.max_upload_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["X-API-Key", "Content-Type", "Range"],
+            expose_headers=["Content-Range", "Accept-Ranges"],
+        )
+    return app
+
+
+def _load(settings: Settings, encoder: Encoder | None, captioner: Captioner | None) -> Services:
+    import faiss
+
+    from indexer.encoders.registry import DEFAULT_MODEL, load_encoder
+
+    # One query at a time gains nothing from OpenMP here, and its threads spin against the request
+    # threads for the same cores: a 20 000-vector search measured 44 ms with the default, 2.6 ms with 1
+    # (2 busy cores; BENCHMARKS.md). Concurrency comes from serving requests in parallel instead.
+    faiss.omp_set_num_threads(settings.faiss_threads)
+
+    def open_catalog(writable: bool) -> Catalog:
+        return Catalog.open(settings.home, db_url=settings.db_url, writable=writable)
+
+    catalog = open_catalog(writable=False)
+    if encoder is None:
+        bound = catalog.binding
+        encoder = load_encoder(settings.model or (bound.model_id if bound else DEFAULT_MODEL))
+    shared = LockedEncoder(encoder)
+    engine = Engine(catalog, shared)  # refuses a model the catalog was not built with
+    _ = catalog.index  # load the vectors now, not in the first request
+    jobs = JobRegistry(lambda: open_catalog(writable=True), shared)
+    services = Services(
+        settings=settings,
+        encoder=shared,
+        engine=engine,
+        jobs=jobs,
+        limiter=anyio.CapacityLimiter(settings.work_slots),
+        captioner=captioner,
+    )
+    jobs.on_done = services.reopen
+    return services

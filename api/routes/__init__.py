@@ -1,0 +1,1 @@
+"""HTTP routers: each parses a request, calls the search/indexer API, and shapes the answer."""

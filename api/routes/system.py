@@ -1,0 +1,45 @@
+"""Health, status, and the web page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from api.deps import ServicesDep, SettingsDep
+from api.schemas import Health, StatusOut
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    return Health()
+
+
+@router.get("/api/status", response_model=StatusOut)
+async def status(services: ServicesDep, settings: SettingsDep) -> StatusOut:
+    st = await services.run(services.catalog.status)
+    return StatusOut(
+        files=st.files,
+        failed=st.failed,
+        segments=st.segments,
+        audio_hours=round(st.audio_hours, 4),
+        model=st.model.model_id if st.model else None,
+        encoder=services.encoder.model_id,
+        dim=services.encoder.dim,
+        index_type=st.index_type,
+        captioning=services.captioner is not None,
+        indexing_enabled=bool(settings.library_roots),
+        api_key_required=settings.api_key is not None,
+        max_upload_bytes=settings.max_upload_bytes,
+        jobs_running=services.jobs.running(),
+    )
+
+
+@router.get("/", include_in_schema=False)
+def page() -> FileResponse:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
