@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from indexer import fulltext
@@ -168,7 +169,10 @@ def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: 
         rows = s.execute(
             select(
                 FileRow.id, FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.content_hash, FileRow.status
-            ).where(FileRow.root_id.in_(root_ids))
+            ).where(
+                # Also files recorded under another root that contains this one (indexing a subfolder).
+                or_(FileRow.root_id.in_(root_ids), *(FileRow.path.startswith(f"{r}{os.sep}") for r in roots))
+            )
         ).all()
     known = {r.path: r for r in rows}
 

@@ -301,3 +301,18 @@ def test_reindex_rebuilds_vectors_for_a_new_model(tmp_path: Path, encoder: Encod
         new_vectors = catalog.vectors([s.id for s in catalog.segments()])
         assert new_vectors.shape == old_vectors.shape and not np.allclose(new_vectors, old_vectors)
         assert_index_agrees(catalog)
+
+
+def test_indexing_a_subfolder_of_an_indexed_root(tmp_path: Path, encoder: Encoder) -> None:
+    lib = tmp_path / "lib"
+    (lib / "sub").mkdir(parents=True)
+    sf.write(lib / "top.wav", tone_mix(1.0, 48_000), 48_000)
+    sf.write(lib / "sub" / "inner.wav", tone_mix(1.0, 48_000, seed=1), 48_000)
+    with Catalog.open(tmp_path / "home") as catalog:
+        assert index_paths(catalog, encoder, [lib]).added == 2
+        again = index_paths(catalog, encoder, [lib / "sub"])
+        assert (again.unchanged, again.added, again.removed) == (1, 0, 0)
+        (lib / "sub" / "inner.wav").unlink()
+        assert index_paths(catalog, encoder, [lib / "sub"]).removed == 1
+        assert [f.path.name for f in catalog.files()] == ["top.wav"]
+        assert_index_agrees(catalog)
