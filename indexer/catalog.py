@@ -25,7 +25,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from indexer import fulltext
+from indexer import fulltext, index_choice
 from indexer.errors import SoundsearchError
 from indexer.schema import (
     SCHEMA_VERSION,
@@ -103,6 +103,9 @@ class CatalogStatus:
     index_vectors: int
     database_bytes: int | None
     index_bytes: int | None
+    index_memory_bytes: int | None = None
+    index_recall_at_10: float | None = None
+    index_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,6 +123,9 @@ class CatalogStatus:
             "index_vectors": self.index_vectors,
             "database_bytes": self.database_bytes,
             "index_bytes": self.index_bytes,
+            "index_memory_bytes": self.index_memory_bytes,
+            "index_recall_at_10": self.index_recall_at_10,
+            "index_reason": self.index_reason,
         }
 
 
@@ -149,6 +155,9 @@ class Catalog:
         self.index_path = home / INDEX_NAME
         self._index: FaissIndex | None = None
         self._index_stamp: tuple[int, int] | None = None
+        # Which index to build as the catalog grows, and the background rebuild (indexer.index_choice).
+        self.index_policy = index_choice.IndexPolicy()
+        self._rebuild: index_choice.Rebuild | None = None
 
     # --- opening -----------------------------------------------------------------------------------
 
@@ -196,6 +205,8 @@ class Catalog:
             fulltext.ensure(conn)
 
     def close(self) -> None:
+        if self._rebuild is not None:
+            self._rebuild.join()  # a rebuild in flight finishes (the old index stays valid until it does)
         self.engine.dispose()
 
     def __enter__(self) -> Catalog:
@@ -282,11 +293,13 @@ class Catalog:
         if self.index_path.exists():
             try:
                 self._index_stamp = _stamp(self.index_path)
-                index = load_index(self.index_path)
+                index = load_index(self.index_path, vector_source=self.vectors)
             except RuntimeError as exc:
                 log.warning("vector index %s is unreadable (%s); rebuilding it from the catalog", self.index_path, exc)
         if index is None or (dim and index.dim != dim):
             index = create_index(dim or 1)
+            index.vector_source = self.vectors
+        index.accelerate()  # GPU search when there is a GPU; a no-op otherwise
         added, removed = self._reconcile(index)
         if (added or removed) and self.writable:
             log.warning("repaired vector index: added %d missing vectors, dropped %d stale ids", added, removed)
@@ -321,6 +334,7 @@ class Catalog:
             raise CatalogError("catalog was opened read-only")
         self.index.save(self.index_path)
         self._index_stamp = _stamp(self.index_path)
+        index_choice.maybe_rebuild(self)  # in the background, when the catalog outgrew its index
 
     # --- queries -----------------------------------------------------------------------------------
 
@@ -390,6 +404,21 @@ class Catalog:
             rows = s.execute(select(FileRow.id, FileRow.path).where(FileRow.id.in_(list(file_ids))))
             return {int(fid): path for fid, path in rows}
 
+    def annotations(self, file_ids: Sequence[int]) -> dict[int, tuple[tuple[str, ...], str | None]]:
+        """Tags (best first, de-duplicated across sources) and caption of each file."""
+        ids = [int(i) for i in file_ids]
+        out: dict[int, tuple[list[str], str | None]] = {}
+        with Session(self.engine) as s:
+            for fid, caption in s.execute(select(FileRow.id, FileRow.caption).where(FileRow.id.in_(ids))):
+                out[fid] = ([], caption)
+            tag_rows = s.execute(
+                select(TagRow.file_id, TagRow.label).where(TagRow.file_id.in_(ids)).order_by(TagRow.score.desc())
+            )
+            for fid, label in tag_rows:
+                if fid in out and label not in out[fid][0]:
+                    out[fid][0].append(label)
+        return {fid: (tuple(tags), caption) for fid, (tags, caption) in out.items()}
+
     def set_tags(self, source: str, tags: dict[int, list[tuple[str, float]]]) -> int:
         """Replace the tags from `source` on these files (they become searchable and filterable)."""
         with self.session() as s:
@@ -428,12 +457,13 @@ class Catalog:
             segments=int(n_segments or 0),
             audio_hours=float(seconds or 0.0) / 3600,
             model=self.binding,
-            index_type=self.index.kind,
+            index_type=self.index.description,
             index_vectors=self.index.count(),
             database_bytes=db_file.stat().st_size
             if self.engine.dialect.name == "sqlite" and db_file.exists()
             else None,
             index_bytes=self.index_path.stat().st_size if self.index_path.exists() else None,
+            **index_choice.status_fields(self),
         )
 
 

@@ -1,0 +1,499 @@
+"""Which vector index to build for a catalog of a given size, how to tune it, and rebuilding it in the background.
+
+`choose_index(n, dim, max_memory_bytes)` is a pure function returning an `IndexPlan` with a reason a
+person can read. The rules (after autofaiss's `get_optimal_index_keys_v2`, adapted to a CPU-first tool
+that must also serve filtered queries):
+
+1. **Exact** (`IDMap2,Flat`) while a query scans at most `exact_max_bytes` (100 MB: ≈ 49 000 vectors of
+   512-d, ≈ 15 ms per query on a 2-core CPU) and it fits the budget.
+2. **HNSW** (`IDMap2,HNSW32`) up to `hnsw_max_vectors` (500 000) when its ≈ 2.4 KB/vector fit: the fastest
+   queries, but the graph is slow to build on a CPU and cannot delete (tombstones until a rebuild).
+3. **IVF** with `nlist = 2^round(log2(4·√n))` lists (an HNSW coarse quantizer from 16 384 lists), trained
+   on a random sample of `max(50·nlist, 10 000)` rows, storing, by preference, what fits the budget:
+   `Flat` (below `ivf_flat_max_vectors` = 1 000 000), `SQfp16` (same size limit), `SQ8`, then `PQ{m}` with
+   the largest m that fits (re-ranked with exact vectors read from the database).
+   If nothing fits, the smallest PQ is planned and the reason says the budget is exceeded.
+
+The memory budget is `max_memory_bytes`, else `$SOUNDSEARCH_MAX_INDEX_MEMORY` ("600MB", "12GiB"), else a
+quarter of the machine's RAM.
+
+`tune(index, queries, truth, recall_target)` sets `nprobe` (IVF) or `efSearch` (HNSW) to the smallest value
+whose recall@10 against exact search on held-out queries reaches the target (doubling, then bisection,
+as autofaiss does), and returns the recall measured.
+
+`maybe_rebuild(catalog)` (called after each index save) starts a background thread when the plan for the
+catalog's current size differs from the index it has (a new kind, an IVF whose `nlist` is 4× off, an HNSW
+with > 20 % tombstones). The thread builds the new index from the database's vectors while the old one
+keeps serving; then `FaissIndex.replace_with` catches it up with the database and swaps it in under the
+index's lock, the file is saved atomically, and the plan with its measured recall@10 is recorded in the
+catalog's settings (`soundsearch status` shows it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import faiss
+import numpy as np
+
+from indexer.types import FloatArray
+from indexer.vectors import FaissIndex, IdArray, IndexSpec, create_index
+
+if TYPE_CHECKING:
+    from indexer.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+SETTING_KEY = "index_plan"
+BUDGET_SETTING_KEY = "max_index_memory"
+BUDGET_ENV = "SOUNDSEARCH_MAX_INDEX_MEMORY"
+RECALL_K = 10
+
+
+@dataclass(frozen=True)
+class IndexPolicy:
+    max_memory_bytes: int | None = None  # None: $SOUNDSEARCH_MAX_INDEX_MEMORY, else RAM / 4
+    recall_target: float = 0.95
+    exact_max_bytes: int = 100_000_000  # flat while one query scans at most this much
+    hnsw_max_vectors: int = 500_000
+    ivf_flat_max_vectors: int = 1_000_000
+    hnsw_quantizer_min_nlist: int = 16_384
+    tune_queries: int = 200
+    retrain_factor: float = 4.0  # rebuild an IVF index when its ideal nlist moves this far
+    max_tombstone_share: float = 0.2
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    spec: IndexSpec
+    n_vectors: int
+    dim: int
+    estimated_bytes: int
+    budget_bytes: int
+    fits: bool
+    train_size: int
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def factory(self) -> str:
+        return self.spec.factory
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    param: str | None  # "nprobe", "efSearch" or None (exact)
+    value: int | None
+    recall_at_10: float
+    tried: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """What the catalog records about its index (settings key `index_plan`)."""
+
+    kind: str
+    factory: str
+    n_vectors: int
+    nlist: int
+    param: str | None
+    param_value: int | None
+    recall_at_10: float
+    recall_target: float
+    reason: str
+    build_s: float
+    built_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> IndexState | None:
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError):
+            return None
+
+
+# --- the chooser -------------------------------------------------------------------------------------
+
+
+def parse_bytes(text: str | int) -> int:
+    """ "600MB", "12GiB", "1.5G", "4096" → bytes (K/M/G/T powers of 1000, KiB/MiB/GiB/TiB of 1024)."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (examples: 600MB, 12GiB)")
+    value, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
+    power = "KMGT".index(unit) + 1 if unit else 0
+    return int(value * (1024 if binary else 1000) ** power)
+
+
+def default_memory_budget() -> int:
+    if env := os.environ.get(BUDGET_ENV):
+        return parse_bytes(env)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 4
+    except (ValueError, OSError):
+        return 4 << 30
+
+
+def nlist_for(n_vectors: int) -> int:
+    """2^round(log2(4·√n)), at most n/39 (FAISS wants ≥ 39 training points per list)."""
+    if n_vectors < 2:
+        return 1
+    ideal = 2 ** round(math.log2(4 * math.sqrt(n_vectors)))
+    cap = max(1, n_vectors // 39)
+    return int(max(1, min(ideal, 2 ** int(math.log2(cap)))))
+
+
+def choose_index(
+    n_vectors: int, dim: int, max_memory_bytes: int | None = None, policy: IndexPolicy | None = None
+) -> IndexPlan:
+    """The index for `n_vectors` of `dim` within the memory budget, with the reason for the choice."""
+    policy = policy or IndexPolicy()
+    budget = max_memory_bytes or policy.max_memory_bytes or default_memory_budget()
+    n = max(0, int(n_vectors))
+
+    def plan(spec: IndexSpec, why: str, *, fits: bool = True) -> IndexPlan:
+        size = int(n * spec.bytes_per_vector(dim) + spec.fixed_bytes(dim))
+        train = 0
+        if spec.kind.startswith("ivf"):
+            train = min(n, max(50 * spec.nlist, 10_000 if spec.kind == "ivf_pq" else 0))
+        budget_note = f"budget {_human(budget)}" + ("" if fits else " EXCEEDED")
+        return IndexPlan(spec, n, dim, size, budget, fits, train, f"{why} (≈{_human(size)}, {budget_note})")
+
+    def size_of(spec: IndexSpec) -> float:
+        return n * spec.bytes_per_vector(dim) + spec.fixed_bytes(dim)
+
+    flat = IndexSpec("flat")
+    scan = n * 4 * dim
+    if scan <= policy.exact_max_bytes and size_of(flat) <= budget:
+        return plan(
+            flat, f"exact search: {n:,} vectors, a query scans {_human(scan)} (≤ {_human(policy.exact_max_bytes)})"
+        )
+    hnsw = IndexSpec("hnsw", hnsw_m=32)
+    if n <= policy.hnsw_max_vectors and size_of(hnsw) <= budget:
+        return plan(hnsw, f"HNSW32: {n:,} vectors ≤ {policy.hnsw_max_vectors:,}, too many for exact search, graph fits")
+    nlist = nlist_for(n)
+    hq = nlist >= policy.hnsw_quantizer_min_nlist
+    base = IndexSpec("ivf_flat", nlist=nlist, hnsw_quantizer=hq)
+    lists = f"IVF{nlist} ({'HNSW' if hq else 'flat'} coarse quantizer, ≈{n // max(nlist, 1):,} vectors per list)"
+    options: list[tuple[IndexSpec, str]] = []
+    if n < policy.ivf_flat_max_vectors:
+        options.append((base, "exact vectors in the lists"))
+        options.append((replace(base, kind="ivf_sqfp16"), "fp16 codes: IVF,Flat does not fit"))
+    options.append(
+        (
+            replace(base, kind="ivf_sq8"),
+            "8-bit scalar codes"
+            + (
+                ": larger codes do not fit"
+                if n < policy.ivf_flat_max_vectors
+                else f": {n:,} ≥ {policy.ivf_flat_max_vectors:,} vectors, quantised"
+            ),
+        )
+    )
+    pq_ms = [m for m in (128, 96, 64, 48, 32, 16, 8) if dim % m == 0 and m < dim]
+    for m in pq_ms:
+        options.append(
+            (replace(base, kind="ivf_pq", pq_m=m), f"PQ{m} codes re-ranked with exact vectors: SQ8 does not fit")
+        )
+    for spec, why in options:
+        if size_of(spec) <= budget:
+            return plan(spec, f"{lists}, {why}")
+    smallest = options[-1][0]
+    return plan(smallest, f"{lists}, smallest codes: nothing fits the budget", fits=False)
+
+
+def _human(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n_bytes) < 1000 or unit == "TB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return f"{n_bytes:.1f} TB"
+
+
+# --- building, ground truth and tuning ------------------------------------------------------------
+
+
+def build_index(
+    plan: IndexPlan,
+    train_sample: FloatArray | None,
+    chunks: Iterable[tuple[IdArray, FloatArray]],
+    *,
+    centroids: FloatArray | None = None,
+) -> FaissIndex:
+    """Create the planned index, train it (IVF kinds), and add every chunk of (ids, vectors)."""
+    index = create_index(plan.dim, plan.spec)
+    if not index.is_trained:
+        if train_sample is None or len(train_sample) == 0:
+            raise ValueError(f"{plan.factory} needs a training sample")
+        index.train(train_sample, centroids=centroids)
+    for ids, vectors in chunks:
+        index.add(ids, vectors)
+    return index
+
+
+class ExactNeighbours:
+    """Exact top-k inner-product neighbours of fixed queries, accumulated over chunks of the data."""
+
+    def __init__(self, queries: FloatArray, k: int) -> None:
+        self.queries = np.ascontiguousarray(queries, dtype=np.float32)
+        self.k = k
+        self.heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+
+    def add(self, ids: IdArray, vectors: FloatArray) -> None:
+        if len(ids) == 0:
+            return
+        kk = min(self.k, len(ids))
+        scores, pos = faiss.knn(
+            self.queries, np.ascontiguousarray(vectors, dtype=np.float32), kk, metric=faiss.METRIC_INNER_PRODUCT
+        )
+        found = np.where(pos >= 0, np.asarray(ids, dtype=np.int64)[np.maximum(pos, 0)], -1)
+        if kk < self.k:
+            pad = self.k - kk
+            scores = np.hstack([scores, np.full((len(scores), pad), -np.inf, np.float32)])
+            found = np.hstack([found, np.full((len(found), pad), -1, np.int64)])
+        self.heap.add_result(np.ascontiguousarray(scores, dtype=np.float32), np.ascontiguousarray(found))
+
+    def result(self) -> tuple[FloatArray, IdArray]:
+        self.heap.finalize()
+        return self.heap.D.copy(), self.heap.I.copy()
+
+
+def recall_at_k(found: IdArray, truth: IdArray, k: int = RECALL_K, exclude: IdArray | None = None) -> float:
+    """Mean |found@k ∩ truth@k| / |truth@k|; `exclude[i]` (the query's own id) is dropped from both."""
+    total = 0.0
+    rows = 0
+    for i in range(len(truth)):
+        t = [x for x in truth[i] if x >= 0 and (exclude is None or x != exclude[i])][:k]
+        f = [x for x in found[i] if x >= 0 and (exclude is None or x != exclude[i])][:k]
+        if t:
+            total += len(set(t) & set(f)) / len(t)
+            rows += 1
+    return total / rows if rows else 1.0
+
+
+def measure_recall(
+    index: FaissIndex, queries: FloatArray, truth: IdArray, exclude: IdArray | None = None, k: int = RECALL_K
+) -> float:
+    _, found = index.search(queries, k + (1 if exclude is not None else 0))
+    return recall_at_k(found, truth, k, exclude)
+
+
+def tune(
+    index: FaissIndex,
+    queries: FloatArray,
+    truth: IdArray,
+    recall_target: float = 0.95,
+    *,
+    exclude: IdArray | None = None,
+    k: int = RECALL_K,
+) -> TuneResult:
+    """Smallest nprobe/efSearch reaching `recall_target` (recall@k vs `truth`); sets it on the index."""
+    knob = index.search_param
+    if knob is None:
+        return TuneResult(None, None, measure_recall(index, queries, truth, exclude, k))
+    name, _ = knob
+    upper = int(index.ivf.nlist) if name == "nprobe" else 4096
+    lower_start = 1 if name == "nprobe" else max(16, k)
+    tried: dict[int, float] = {}
+
+    def recall(value: int) -> float:
+        if value not in tried:
+            index.set_search_param(value)
+            tried[value] = measure_recall(index, queries, truth, exclude, k)
+        return tried[value]
+
+    value, prev = lower_start, lower_start
+    while recall(value) < recall_target and value < upper:
+        prev, value = value, min(upper, value * 2)
+    if recall(value) >= recall_target:
+        lo, hi = prev, value  # recall(lo) < target (or lo == hi), recall(hi) >= target
+        while hi - lo > max(1, lo // 8):
+            mid = (lo + hi) // 2
+            if recall(mid) >= recall_target:
+                hi = mid
+            else:
+                lo = mid
+        value = hi
+    index.set_search_param(value)
+    return TuneResult(name, value, tried[value], tuple(sorted(tried.items())))
+
+
+# --- the catalog's background rebuild ----------------------------------------------------------------
+
+
+def catalog_budget(catalog: Catalog) -> int:
+    policy: IndexPolicy = getattr(catalog, "index_policy", IndexPolicy())
+    if policy.max_memory_bytes:
+        return policy.max_memory_bytes
+    stored = catalog.settings().get(BUDGET_SETTING_KEY)
+    return parse_bytes(stored) if stored else default_memory_budget()
+
+
+def set_memory_budget(catalog: Catalog, budget: str | int | None) -> None:
+    """Record the catalog's `--max-index-memory` (None: back to the default)."""
+    from indexer.schema import Setting
+
+    with catalog.session() as s:
+        if budget is None:
+            row = s.get(Setting, BUDGET_SETTING_KEY)
+            if row is not None:
+                s.delete(row)
+        else:
+            s.merge(Setting(key=BUDGET_SETTING_KEY, value=str(parse_bytes(budget))))
+
+
+def index_state(catalog: Catalog) -> IndexState | None:
+    text = catalog.settings().get(SETTING_KEY)
+    return IndexState.from_json(text) if text else None
+
+
+def rebuild_reason(index: FaissIndex, plan: IndexPlan, policy: IndexPolicy) -> str | None:
+    """Why the serving index should be rebuilt for `plan`, or None if it should stay."""
+    if index.kind != plan.kind:
+        if plan.kind == "flat" and not index.exact and index.count() * 4 * index.dim > policy.exact_max_bytes / 2:
+            return None  # hysteresis: do not fall back to exact until well below the threshold
+        return f"{index.kind} → {plan.kind}"
+    if index.ivf is not None:
+        ratio = plan.spec.nlist / max(1, int(index.ivf.nlist))
+        if ratio >= policy.retrain_factor or ratio <= 1 / policy.retrain_factor:
+            return f"retrain: nlist {index.ivf.nlist} → {plan.spec.nlist}"
+    if index.kind == "hnsw" and index.tombstones() > policy.max_tombstone_share * max(1, index.count()):
+        return f"compact {index.tombstones():,} tombstones"
+    return None
+
+
+class Rebuild:
+    """One background rebuild of a catalog's index (a thread); `join()` waits for it."""
+
+    def __init__(self, catalog: Catalog, plan: IndexPlan, *, before_swap: Callable[[], None] | None = None) -> None:
+        self.catalog = catalog
+        self.plan = plan
+        self.before_swap = before_swap
+        self.state: IndexState | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="soundsearch-index-rebuild", daemon=True)
+
+    def start(self) -> Rebuild:
+        self.thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> IndexState | None:
+        self.thread.join(timeout)
+        return self.state
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def _run(self) -> None:
+        try:
+            self.state = rebuild_now(self.catalog, self.plan, before_swap=self.before_swap)
+        except BaseException as exc:  # reported, never raised into the serving threads
+            self.error = exc
+            log.exception("background index rebuild failed; the previous index keeps serving")
+
+
+def maybe_rebuild(catalog: Catalog, *, background: bool = True) -> Rebuild | None:
+    """Start a rebuild if the catalog's size calls for another index (see `rebuild_reason`)."""
+    current: Rebuild | None = getattr(catalog, "_rebuild", None)
+    if current is not None and current.running:
+        return None
+    if not catalog.writable or catalog.binding is None:
+        return None
+    policy: IndexPolicy = getattr(catalog, "index_policy", IndexPolicy())
+    index = catalog.index
+    plan = choose_index(index.count(), index.dim, catalog_budget(catalog), policy)
+    why = rebuild_reason(index, plan, policy)
+    if why is None:
+        return None
+    log.info("rebuilding the vector index in the background: %s; %s", why, plan.reason)
+    job = Rebuild(catalog, plan)
+    catalog._rebuild = job
+    if background:
+        return job.start()
+    job._run()
+    return job
+
+
+def rebuild_now(catalog: Catalog, plan: IndexPlan, *, before_swap: Callable[[], None] | None = None) -> IndexState:
+    """Build `plan` from the database's vectors, tune it, swap it in, save it, record its state."""
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from indexer.schema import SegmentRow, Setting
+
+    policy: IndexPolicy = getattr(catalog, "index_policy", IndexPolicy())
+    t0 = time.perf_counter()
+    serving = catalog.index
+    with Session(catalog.engine) as s:
+        ids = np.fromiter(s.scalars(select(SegmentRow.id).order_by(SegmentRow.id)), dtype=np.int64)
+    plan = choose_index(len(ids), plan.dim, plan.budget_bytes, policy) if len(ids) != plan.n_vectors else plan
+    rng = np.random.default_rng(0)
+    train = catalog.vectors(np.sort(rng.choice(ids, plan.train_size, replace=False))) if plan.train_size else None
+    query_ids = np.sort(rng.choice(ids, min(policy.tune_queries, len(ids)), replace=False))
+    queries = catalog.vectors(query_ids)
+    truth = ExactNeighbours(queries, RECALL_K + 1)
+
+    def chunks() -> Iterator[tuple[IdArray, FloatArray]]:
+        for start in range(0, len(ids), 20_000):
+            chunk = ids[start : start + 20_000]
+            vectors = catalog.vectors(chunk)
+            truth.add(chunk, vectors)
+            yield chunk, vectors
+
+    new = build_index(plan, train, chunks())
+    new.vector_source = serving.vector_source
+    tuned = tune(new, queries, truth.result()[1], policy.recall_target, exclude=query_ids)
+    if before_swap is not None:
+        before_swap()
+    if catalog._index is not serving:  # the catalog was rebound or reloaded meanwhile: drop this build
+        raise RuntimeError("the catalog's index changed during the rebuild")
+    serving.replace_with(new, catch_up=lambda idx: catalog._reconcile(idx) and None)
+    catalog.save_index()
+    state = IndexState(
+        kind=plan.kind,
+        factory=plan.factory,
+        n_vectors=serving.count(),
+        nlist=plan.spec.nlist,
+        param=tuned.param,
+        param_value=tuned.value,
+        recall_at_10=round(tuned.recall_at_10, 4),
+        recall_target=policy.recall_target,
+        reason=plan.reason,
+        build_s=round(time.perf_counter() - t0, 3),
+    )
+    with catalog.session() as s:
+        s.merge(Setting(key=SETTING_KEY, value=state.to_json()))
+    log.info(
+        "vector index rebuilt: %s, recall@10 %.3f in %.1f s", serving.description, tuned.recall_at_10, state.build_s
+    )
+    return state
+
+
+def status_fields(catalog: Catalog) -> dict[str, Any]:
+    """What `soundsearch status` shows about the index: memory, measured recall@10, why this kind."""
+    index = catalog.index
+    state = index_state(catalog)
+    matches = state is not None and state.kind == index.kind
+    return {
+        "index_memory_bytes": index.memory_bytes(),
+        "index_recall_at_10": (state.recall_at_10 if matches and state else (1.0 if index.exact else None)),
+        "index_reason": state.reason if matches and state else None,
+    }

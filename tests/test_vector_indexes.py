@@ -1,0 +1,192 @@
+"""One contract for every vector index kind, and the torch (GPU-path) exact search against FAISS."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+import torch
+
+from indexer.index_choice import ExactNeighbours, measure_recall, tune
+from indexer.torch_search import TorchExactSearch
+from indexer.vectors import INDEX_KINDS, FaissIndex, IndexSpec, create_index, load_index
+
+DIM = 32
+N = 4000
+FIRST_ID = 1000  # ids are not positions
+# recall@10 vs exact on held-out queries after tuning to 0.95 on other queries
+RECALL_FLOOR = {"flat": 1.0, "hnsw": 0.9, "ivf_flat": 0.9, "ivf_sqfp16": 0.9, "ivf_sq8": 0.88, "ivf_pq": 0.9}
+
+
+def clustered(n: int, seed: int, centres: np.ndarray) -> np.ndarray:
+    """Overlapping Gaussian clusters around `centres`, L2-normalised."""
+    gen = np.random.default_rng(seed)
+    x = centres[gen.integers(len(centres), size=n)] + 0.45 * gen.standard_normal((n, DIM)) / np.sqrt(DIM) * 4
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, np.ndarray]:
+    gen = np.random.default_rng(0)
+    centres = gen.standard_normal((64, DIM))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    vectors = clustered(N, 1, centres)
+    ids = np.arange(FIRST_ID, FIRST_ID + N, dtype=np.int64)
+    tune_q, eval_q = clustered(100, 2, centres), clustered(200, 3, centres)
+    truth = {}
+    for name, q in (("tune", tune_q), ("eval", eval_q)):
+        exact = ExactNeighbours(q, 10)
+        exact.add(ids, vectors)
+        truth[name] = exact.result()[1]
+    return {
+        "vectors": vectors,
+        "ids": ids,
+        "tune_q": tune_q,
+        "eval_q": eval_q,
+        **{f"truth_{k}": v for k, v in truth.items()},
+    }
+
+
+def build(kind: str, data: dict[str, np.ndarray]) -> FaissIndex:
+    vectors, ids = data["vectors"], data["ids"]
+    index = create_index(DIM, IndexSpec(kind, nlist=64, pq_m=8))
+    index.vector_source = lambda wanted: vectors[np.asarray(wanted) - FIRST_ID]
+    index.train(vectors)
+    index.add(ids[: N // 2], vectors[: N // 2])
+    index.add(ids[N // 2 :], vectors[N // 2 :])
+    return index
+
+
+@pytest.mark.parametrize("kind", INDEX_KINDS)
+def test_index_contract(kind: str, data: dict[str, np.ndarray], tmp_path: Path) -> None:
+    vectors, ids = data["vectors"], data["ids"]
+    index = build(kind, data)
+    assert index.kind == kind and index.count() == N
+    assert np.array_equal(np.sort(index.ids()), ids)
+
+    # recall@10 against exact search, tuned on one held-out set, measured on another
+    tuned = tune(index, data["tune_q"], data["truth_tune"], 0.95)
+    assert tuned.recall_at_10 >= 0.95
+    recall = measure_recall(index, data["eval_q"], data["truth_eval"])
+    assert recall >= RECALL_FLOOR[kind], f"{index.description}: recall@10 {recall:.3f}"
+
+    # a stored vector finds itself first; reconstruct returns the stored vectors
+    _, found = index.search(vectors[:5], 3)
+    assert found[:, 0].tolist() == ids[:5].tolist()
+    np.testing.assert_allclose(index.reconstruct(ids[[7, 3]]), vectors[[7, 3]], atol=1e-6)
+
+    # filters apply before top-k: k results whenever k are allowed, all of them allowed, exact order
+    allowed = ids[::97]
+    _scores, found = index.search(data["eval_q"][:10], 10, allowed_ids=allowed)
+    assert set(found.ravel().tolist()) <= set(allowed.tolist())
+    expected = allowed[np.argsort(-(data["eval_q"][:10] @ vectors[allowed - FIRST_ID].T), axis=1)[:, :10]]
+    assert (found == expected).mean() >= 0.95
+    _, over = index.search(data["eval_q"][:2], 5, allowed_ids=allowed[:3])  # over-ask k
+    assert (over >= 0).sum(axis=1).tolist() == [3, 3] and (over[:, 3:] == -1).all()
+
+    # remove: gone from counts, ids and results
+    doomed = ids[:200]
+    assert index.remove(doomed) == 200
+    assert index.count() == N - 200
+    _, found = index.search(vectors[:50], 10)
+    assert not np.isin(found, doomed).any()
+    assert found[:, 0].tolist() != ids[:50].tolist()
+
+    # save/load: same kind, same ids, same answers
+    index.save(tmp_path / "v.faiss")
+    loaded = load_index(tmp_path / "v.faiss", vector_source=index.vector_source)
+    assert loaded.kind == kind and loaded.count() == N - 200
+    assert np.array_equal(np.sort(loaded.ids()), ids[200:])
+    assert loaded.search_param == index.search_param
+    np.testing.assert_array_equal(loaded.search(data["eval_q"], 10)[1], index.search(data["eval_q"], 10)[1])
+    loaded.add(ids[:10], vectors[:10])  # removed ids may come back
+    assert loaded.count() == N - 190
+    assert loaded.search(vectors[:1], 1)[1][0, 0] == ids[0]
+
+
+def test_approximate_kinds_trade_recall_for_speed(data: dict[str, np.ndarray]) -> None:
+    """The tuning is not vacuous: the cheapest setting misses neighbours the tuned one finds."""
+    index = build("ivf_flat", data)
+    index.set_search_param(1)
+    low = measure_recall(index, data["eval_q"], data["truth_eval"])
+    tuned = tune(index, data["tune_q"], data["truth_tune"], 0.95)
+    assert low < 0.9 and tuned.value is not None and tuned.value > 1
+    assert measure_recall(index, data["eval_q"], data["truth_eval"]) > low + 0.05
+
+
+def test_hnsw_tombstones_survive_save_and_load(data: dict[str, np.ndarray], tmp_path: Path) -> None:
+    index = build("hnsw", data)
+    index.remove(data["ids"][:100])
+    index.save(tmp_path / "h.faiss")
+    loaded = load_index(tmp_path / "h.faiss")
+    assert loaded.tombstones() == 100 and loaded.count() == N - 100
+    _, found = loaded.search(data["vectors"][:100], 10)
+    assert not np.isin(found, data["ids"][:100]).any()
+
+
+def test_unknown_kind_and_untrained_add_are_refused(data: dict[str, np.ndarray]) -> None:
+    with pytest.raises(ValueError, match="unknown index type"):
+        create_index(DIM, "annoy")
+    index = create_index(DIM, IndexSpec("ivf_sq8", nlist=8))
+    with pytest.raises(ValueError, match="not trained"):
+        index.add(data["ids"][:2], data["vectors"][:2])
+
+
+# --- torch exact search (the GPU path) against FAISS -------------------------------------------
+
+
+def faiss_exact(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    return flat.search(queries, k)
+
+
+def test_torch_search_equals_faiss_exact_search() -> None:
+    gen = np.random.default_rng(5)
+    vectors = gen.standard_normal((3000, 64)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    queries = vectors[gen.integers(3000, size=40)] + 0.1 * gen.standard_normal((40, 64)).astype(np.float32)
+    ids = gen.permutation(10_000)[:3000].astype(np.int64) + 7
+    want_s, want_pos = faiss_exact(vectors, queries, 10)
+
+    # fp32 on CPU tensors, in chunks smaller than the data (merging top-k across chunks)
+    search = TorchExactSearch(vectors, ids, device="cpu", chunk_rows=700)
+    scores, found = search.search(queries, 10)
+    np.testing.assert_array_equal(found, ids[want_pos])
+    np.testing.assert_allclose(scores, want_s, atol=1e-5)
+
+    # bf16 pass + fp32 re-scoring of the candidates (what runs on a GPU): the same answer
+    reduced = TorchExactSearch(vectors, ids, device="cpu", dtype=torch.bfloat16, chunk_rows=1000)
+    scores, found = reduced.search(queries, 10)
+    np.testing.assert_array_equal(found, ids[want_pos])
+    np.testing.assert_allclose(scores, want_s, atol=1e-5)
+
+    # filtered: exact among the allowed ids only; over-asking pads with -1
+    allowed = ids[::7]
+    rows = np.nonzero(np.isin(ids, allowed))[0]
+    _sub_s, sub_pos = faiss_exact(vectors[rows], queries, 10)
+    scores, found = search.search(queries, 10, allowed_ids=allowed)
+    np.testing.assert_array_equal(found, ids[rows][sub_pos])
+    _, few = search.search(queries[:1], 5, allowed_ids=ids[:2])
+    assert sorted(few[0, :2].tolist()) == sorted(ids[:2].tolist()) and few[0, 2:].tolist() == [-1, -1, -1]
+
+
+def test_accelerated_index_answers_like_the_cpu_index(data: dict[str, np.ndarray]) -> None:
+    """`accelerate("cpu")` runs the GPU code path (torch mirror) on CPU tensors: same results."""
+    plain = build("flat", data)
+    fast = build("flat", data)
+    assert fast.accelerate("cpu") == "torch"
+    q = data["eval_q"]
+    np.testing.assert_array_equal(fast.search(q, 10)[1], plain.search(q, 10)[1])
+    allowed = data["ids"][::13]
+    np.testing.assert_array_equal(fast.search(q, 10, allowed)[1], plain.search(q, 10, allowed)[1])
+    fast.remove(data["ids"][:50])  # the mirror follows changes
+    plain.remove(data["ids"][:50])
+    np.testing.assert_array_equal(fast.search(q, 10)[1], plain.search(q, 10)[1])
+    # an approximate index on the torch path searches exactly, from its vector source
+    approx = build("ivf_sq8", data)
+    approx.set_search_param(1)
+    assert approx.accelerate("cpu") == "torch"
+    np.testing.assert_array_equal(approx.search(q, 10)[1], data["truth_eval"])
