@@ -17,8 +17,6 @@ import anyio
 import anyio.to_thread
 import numpy as np
 from fastapi import Request
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from api.errors import NotFound, Unavailable
 from api.jobs import JobRegistry
@@ -26,7 +24,6 @@ from api.settings import Settings
 from indexer.audio import probe, stream_audio
 from indexer.catalog import Catalog, FileRecord, FileStatus
 from indexer.encoders.base import Encoder
-from indexer.schema import FileRow, TagRow
 from indexer.types import FloatArray
 from search.engine import Engine
 from search.zeroshot import ZeroShotClassifier
@@ -130,10 +127,8 @@ class Services:
 
     def annotations(self, file_id: int) -> tuple[list[str], str | None]:
         """Tags (best first) and caption of a catalog file."""
-        with Session(self.catalog.engine) as s:
-            caption = s.scalar(select(FileRow.caption).where(FileRow.id == file_id))
-            tags = s.scalars(select(TagRow.label).where(TagRow.file_id == file_id).order_by(TagRow.score.desc()))
-            return list(dict.fromkeys(tags)), caption
+        tags, caption = self.catalog.annotations([file_id]).get(file_id, ((), None))
+        return list(tags), caption
 
     def require_captioner(self) -> Captioner:
         if self.captioner is None:

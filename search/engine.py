@@ -314,11 +314,7 @@ class Engine:
         ids = [r.file_id for r in ranked]
         with Session(self.catalog.engine) as s:
             files = {f.id: f for f in s.scalars(select(FileRow).where(FileRow.id.in_(ids)))}
-            tags: dict[int, list[str]] = {}
-            for fid, label in s.execute(
-                select(TagRow.file_id, TagRow.label).where(TagRow.file_id.in_(ids)).order_by(TagRow.score.desc())
-            ):
-                tags.setdefault(fid, []).append(label)
+        notes = self.catalog.annotations(ids)
         hits = []
         for r in ranked:
             f = files.get(r.file_id)
@@ -334,7 +330,7 @@ class Engine:
                     end_s=r.end_s if r.end_s is not None else duration,
                     duration_s=f.duration_s,
                     format=f.format,
-                    tags=tuple(dict.fromkeys(tags.get(f.id, []))),
+                    tags=notes[f.id][0] if f.id in notes else (),
                     caption=f.caption,
                     matched_by=matched_by[f.id] if isinstance(matched_by, dict) else matched_by,
                 )
