@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.search",
     "api.commands.eval",
     "api.commands.synth",
+    "api.commands.tagger",
     "api.commands.serve",
 )
 

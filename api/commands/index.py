@@ -37,6 +37,7 @@ def register(sub: Any) -> None:
 
 def run_index(args: argparse.Namespace) -> int:
     from indexer.pipeline import IndexOptions, index_paths
+    from search.tagger import apply_enabled_taggers
 
     with open_catalog(args) as catalog:
         encoder = catalog_encoder(catalog, args.model, args.device)
@@ -47,6 +48,7 @@ def run_index(args: argparse.Namespace) -> int:
             options=IndexOptions(workers=args.workers, commit_every_files=max(1, args.commit_every)),
             progress=TqdmProgress(enabled=not args.json),
         )
+        apply_enabled_taggers(catalog, summary.changed_file_ids)
     if args.json:
         print_json(summary.to_dict())
     else:
