@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.synth",
     "api.commands.tagger",
     "api.commands.serve",
+    "api.commands.train",
 )
 
 
