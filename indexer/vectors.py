@@ -363,10 +363,10 @@ class FaissIndex:
             return 0
         return int((faiss.vector_to_array(self.index.id_map) < 0).sum())
 
-    def _params(self, selector: Any = None, *, exhaustive: bool = False) -> Any:
+    def _params(self, selector: Any = None, *, nprobe: int | None = None) -> Any:
         if self.ivf is not None:
             params = faiss.SearchParametersIVF()
-            params.nprobe = int(self.ivf.nlist if exhaustive else self.ivf.nprobe)
+            params.nprobe = int(nprobe or self.ivf.nprobe)
         elif self.hnsw is not None:
             params = faiss.SearchParametersHNSW()
             params.efSearch = int(self.hnsw.efSearch)
@@ -384,9 +384,11 @@ class FaissIndex:
         fetch = k * PQ_RERANK_FACTOR if self._reranks else k
         params = self._params(selector)
         scores, ids = self.index.search(queries, fetch, params=params)
-        if self.ivf is not None and np.any(ids[:, : min(fetch, self.count())] < 0):
-            # Probed lists held fewer than k (allowed) vectors: scan them all.
-            scores, ids = self.index.search(queries, fetch, params=self._params(selector, exhaustive=True))
+        nprobe = int(self.ivf.nprobe) if self.ivf is not None else 0
+        while self.ivf is not None and nprobe < self.ivf.nlist and np.any(ids[:, : min(fetch, self.count())] < 0):
+            # The probed lists held fewer than k (allowed) vectors: probe 4× more lists, up to all of them.
+            nprobe = min(int(self.ivf.nlist), nprobe * 4)
+            scores, ids = self.index.search(queries, fetch, params=self._params(selector, nprobe=nprobe))
         if self._reranks:
             scores, ids = self._rerank(queries, ids, k)
         return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
