@@ -1,0 +1,112 @@
+"""Captioner vs the nearest-neighbour baseline on a held-out synthetic library, scored in the same run.
+
+Baseline: for each test clip, the first caption of the training clip nearest to it in the encoder's
+embedding space (cosine), the standard retrieval baseline of audio captioning. Both systems are scored
+with the same corpus-level metrics (captioning.metrics: PTB tokenisation, BLEU-1..4, METEOR, ROUGE-L,
+CIDEr-D; SPICE/SPIDEr where the CoreNLP jars exist) against the test clips' five references.
+
+Run: .venv/bin/python -m benchmarks.eval_captioner --data /work/data/heldout [--update-card]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("/work/data/heldout"), help="synthetic library folder")
+    parser.add_argument("--captioner", type=Path, default=None, help="captioner folder (default: the shipped one)")
+    parser.add_argument("--train-cache", type=Path, default=Path("build/mini/clips-0-2000.pkl"))
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--no-meteor", action="store_true")
+    parser.add_argument("--spice-dir", default=None)
+    parser.add_argument("--out", type=Path, default=Path("build/captioner/heldout_eval.json"))
+    parser.add_argument("--update-card", action="store_true", help="write the results into the model card")
+    args = parser.parse_args()
+
+    from captioning.captioner import load_captioner
+    from captioning.data import decode_file, load_caption_data
+    from captioning.metrics import caption_metrics
+    from captioning.store import META_FILE, WEIGHTS_DIR
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    clips = load_caption_data(str(args.data))
+    if args.limit:
+        clips = clips[: args.limit]
+    captioner = load_captioner(args.captioner)
+    encoder = captioner.extractor.encoder  # type: ignore[attr-defined]
+    sr = captioner.extractor.sample_rate
+    say(f"{len(clips)} test clips; decoding and captioning ...")
+    test_audio = [decode_file(c.key, sr) for c in clips]
+    t1 = time.perf_counter()
+    predictions = captioner.caption_clips(test_audio)
+    caption_s = time.perf_counter() - t1
+
+    train: list[tuple[np.ndarray, tuple[str, ...], Any]] = pickle.loads(args.train_cache.read_bytes())
+    say(f"nearest-neighbour baseline over {len(train)} training clips ...")
+    train_emb = encoder.embed_audio([r[0] for r in train])
+    test_emb = encoder.embed_audio(test_audio)
+    nearest = np.argmax(test_emb @ train_emb.T, axis=1)
+    baseline = [train[int(i)][1][0] for i in nearest]
+
+    refs = [c.captions for c in clips]
+    ours = caption_metrics(predictions, refs, meteor=not args.no_meteor, spice_dir=args.spice_dir)
+    nn_scores = caption_metrics(baseline, refs, meteor=not args.no_meteor, spice_dir=args.spice_dir)
+    result = {
+        "data": str(args.data),
+        "n_clips": len(clips),
+        "captioner": captioner.model_id,
+        "encoder": encoder.model_id,
+        "decode": captioner.decode.__dict__,
+        "captioner_scores": ours.to_dict(),
+        "nearest_neighbour_scores": nn_scores.to_dict(),
+        "captioning_seconds": round(caption_s, 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "examples": [
+            {"path": c.key, "caption": p, "nearest_neighbour": b, "reference": c.captions[0]}
+            for c, p, b in list(zip(clips, predictions, baseline, strict=True))[:8]
+        ],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    keys = ["bleu_1", "bleu_2", "bleu_3", "bleu_4", "meteor", "rouge_l", "cider_d", "spice", "spider"]
+    keys += ["vocab_size", "mean_length"]
+    print("| metric | captioner | nearest neighbour |\n|---|---|---|")
+    for k in keys:
+        a, b = result["captioner_scores"][k], result["nearest_neighbour_scores"][k]
+        print(f"| {k} | {_fmt(a)} | {_fmt(b)} |")
+    if ours.spice is None:
+        print(f"\nSPICE unavailable: {ours.spice_unavailable}")
+    print(
+        f"\n{len(clips)} clips, references: vocab {ours.reference_vocab_size}, mean length "
+        f"{ours.reference_mean_length:.1f}; captioning {caption_s:.0f} s; written {args.out}"
+    )
+    if args.update_card:
+        folder = args.captioner or WEIGHTS_DIR
+        meta = json.loads((folder / META_FILE).read_text())
+        meta["card"]["heldout_benchmark"] = {
+            k: v for k, v in result.items() if k in ("data", "n_clips", "captioner_scores", "nearest_neighbour_scores")
+        }
+        meta["card"]["heldout_benchmark"]["command"] = "python -m benchmarks.eval_captioner --data " + str(args.data)
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return 0
+
+
+def _fmt(value: object) -> str:
+    return "n/a" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Train the shipped offline captioner: `mini` encoder (frozen) + small decoder, on the synthetic library.
+
+Clips are synthesised in memory (`evaluation.synth.synthesize_clip`) in worker processes and cached as a
+pickle; training clips use seed 0 (the same cache `training.build_mini` writes, reused when present),
+validation clips seed 7, and the held-out benchmark library seed 2026, so no clip is shared.
+
+Run:  .venv/bin/python -m captioning.build_default --out build/captioner --install
+then: .venv/bin/python -m benchmarks.eval_captioner --data /work/data/heldout --update-card
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import pickle
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from captioning.data import CaptionClip
+from captioning.features import feature_extractor
+from captioning.model import DecodeConfig
+from captioning.store import MODEL_FILE, WEIGHTS_DIR
+from captioning.train import CaptionTrainConfig, train_captioner
+
+SAMPLE_RATE = 16_000  # mini's rate
+Rendered = tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]
+
+
+def _render(job: tuple[int, int, float]) -> Rendered:
+    from evaluation.synth import synthesize_clip
+    from indexer.audio import resample
+
+    seed, index, max_s = job
+    clip = synthesize_clip(seed, index, max_duration_s=max_s)
+    mono = clip.audio.mean(axis=1).astype(np.float32)
+    spec = clip.truth.spec
+    return resample(mono, spec.sample_rate, SAMPLE_RATE), tuple(clip.truth.captions), tuple(spec.classes)
+
+
+def synthesise(seed: int, n: int, cache: Path, workers: int, say: object = None) -> list[Rendered]:
+    """`n` clips of seed `seed` at 16 kHz with their captions, from `cache` when it exists."""
+    if cache.exists():
+        rendered: list[Rendered] = pickle.loads(cache.read_bytes())
+        return rendered
+    jobs = [(seed, i, 10.0) for i in range(n)]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        rendered = pool.map(_render, jobs, chunksize=8)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(pickle.dumps(rendered))
+    return rendered
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=2000)
+    parser.add_argument("--val-clips", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--encoder", default="mini")
+    parser.add_argument("--train-cache", type=Path, default=Path("build/mini/clips-0-2000.pkl"))
+    parser.add_argument("--out", type=Path, default=Path("build/captioner"))
+    parser.add_argument("--install", action="store_true", help=f"copy the best model into {WEIGHTS_DIR}")
+    args = parser.parse_args()
+
+    def say(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    from indexer.encoders.registry import load_encoder
+
+    extractor = feature_extractor(load_encoder(args.encoder))
+    if extractor.sample_rate != SAMPLE_RATE:
+        raise SystemExit(f"{args.encoder} runs at {extractor.sample_rate} Hz; the clip caches are {SAMPLE_RATE} Hz")
+    train_cache = args.train_cache if args.train_cache.exists() else args.out / f"clips-0-{args.clips}.pkl"
+    say(f"training clips: {train_cache}")
+    train = synthesise(0, args.clips, train_cache, args.workers)[: args.clips]
+    say(f"validation clips (seed 7): {args.val_clips}")
+    val = synthesise(7, args.val_clips, args.out / f"clips-7-{args.val_clips}.pkl", args.workers)
+    audio = {f"synth:0:{i}": r[0] for i, r in enumerate(train)} | {f"synth:7:{i}": r[0] for i, r in enumerate(val)}
+    train_clips = [CaptionClip(f"synth:0:{i}", r[1]) for i, r in enumerate(train)]
+    val_clips = [CaptionClip(f"synth:7:{i}", r[1]) for i, r in enumerate(val)]
+    cfg = CaptionTrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        warmup_steps=200,
+        vocab_size=2000,
+        d_model=256,
+        layers=3,
+        max_windows=1,  # synthetic clips are at most 10 s: one window
+        val_decode=DecodeConfig(num_beams=3, no_repeat_ngram_size=2, min_length=3, max_length=24),
+    )
+    card = {
+        "name": "soundsearch offline captioner",
+        "architecture": "mini audio tower frame tokens (frozen, 15 x 128 per 10 s) -> 2-layer MLP mapping -> "
+        "3-layer BART-style decoder (d=256, from scratch, word-level vocabulary from the training captions)",
+        "training_data": f"{len(train_clips)} synthetic clips (evaluation.synth, seed 0, up to 10 s, 5 captions each)",
+        "validation_data": f"{len(val_clips)} synthetic clips (seed 7); best epoch by CIDEr-D (SPICE unavailable)",
+        "intended_use": "offline captions for the demo and as a searchable description; not a general captioner",
+        "limitations": "knows only the synthetic library's sound classes and wording; captions of real recordings "
+        "are guesses within that vocabulary. Metrics reward short generic captions: see vocab_size/mean_length.",
+    }
+    result = train_captioner(
+        extractor,
+        args.encoder,
+        "small",
+        train_clips,
+        val_clips,
+        args.out,
+        cfg,
+        source=lambda key, sr: audio[key],
+        progress=say,
+        card=card,
+    )
+    say(f"best epoch {result.best['epoch']}: CIDEr-D {result.best.get('cider_d')}")
+    if args.install:
+        WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
+        for name in (MODEL_FILE, "captioner.json"):
+            shutil.copy2(result.best_dir / name, WEIGHTS_DIR / name)
+        say(f"installed in {WEIGHTS_DIR} ({(WEIGHTS_DIR / MODEL_FILE).stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
