@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.tagger",
     "api.commands.serve",
     "api.commands.train",
+    "api.commands.caption",
 )
 
 
