@@ -97,7 +97,7 @@ class Captioner:
 
     # --- files -------------------------------------------------------------------------------------
 
-    def caption(self, path: Path) -> str:
+    def caption(self, path: str | Path) -> str:
         """The server's hook: one caption for a file."""
         return self.caption_file(path).caption
 

@@ -319,3 +319,30 @@ def test_caption_cli_json(trained: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert out[0]["path"] == str(tmp_path / "a.wav") and isinstance(out[0]["caption"], str) and out[0]["caption"]
     assert out[1]["caption"] is None and "empty file" in out[1]["error"]
     assert isinstance(Captioner, type)
+
+
+def test_catalog_captions_are_found_by_full_text_search(trained: Path, tmp_path: Path) -> None:
+    from sqlalchemy import insert, select
+
+    from captioning.catalog import caption_catalog_files
+    from indexer import fulltext
+    from indexer.catalog import Catalog
+    from indexer.schema import FileRow, Root
+
+    sf.write(tmp_path / "a.wav", 0.1 * np.ones(SR, np.float32), SR)
+    (tmp_path / "gone.wav").write_bytes(b"")  # fails to caption: logged, the run goes on
+    captioner = load_captioner(trained, encoder=tiny_mini())
+    with Catalog.open(tmp_path / "home") as catalog:
+        with catalog.session() as s:
+            root = s.execute(insert(Root).values(path=str(tmp_path)).returning(Root.id)).scalar_one()
+            for name in ("a.wav", "gone.wav"):
+                s.execute(
+                    insert(FileRow).values(root_id=root, path=str(tmp_path / name), size=1, mtime_ns=1, status="ok")
+                )
+        done = caption_catalog_files(catalog, captioner)
+        assert list(done.values()) == [captioner.caption(tmp_path / "a.wav")]
+        (fid,) = done
+        word = max(fulltext.query_words(done[fid]), key=len)
+        with catalog.session() as s:
+            assert s.scalar(select(FileRow.caption).where(FileRow.id == fid)) == done[fid]
+            assert fid in [hit for hit, _ in fulltext.search(s, word, 10)]

@@ -1,0 +1,63 @@
+"""Captions into the catalog: `files.caption`, which the full-text index (FTS5 / LIKE) searches."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from sqlalchemy import select, update
+
+from captioning.captioner import Captioner
+from indexer import fulltext
+from indexer.catalog import Catalog, FileStatus
+from indexer.errors import SoundsearchError
+from indexer.schema import FileRow
+
+log = logging.getLogger(__name__)
+
+
+def caption_catalog_files(
+    catalog: Catalog,
+    captioner: Captioner,
+    file_ids: Sequence[int] | None = None,
+    *,
+    overwrite: bool = True,
+    commit_every: int = 32,
+    on_file: Callable[[int, str | None], None] | None = None,
+) -> dict[int, str]:
+    """Caption these files (None: every indexed file; `overwrite=False` skips files that have a caption).
+
+    A file that cannot be captioned keeps its old caption and is logged: one bad file never stops a run.
+    Captions are committed every `commit_every` files, each batch with its full-text refresh.
+    """
+    with catalog.session() as s:
+        query = select(FileRow.id, FileRow.path, FileRow.caption).where(FileRow.status == FileStatus.OK)
+        if file_ids is not None:
+            query = query.where(FileRow.id.in_(list(file_ids)))
+        rows = [(int(fid), path) for fid, path, caption in s.execute(query) if overwrite or not caption]
+    done: dict[int, str] = {}
+    pending: dict[int, str] = {}
+    for fid, path in rows:
+        try:
+            caption: str | None = captioner.caption(path)
+        except SoundsearchError as exc:
+            log.warning("no caption for %s: %s", path, exc)
+            caption = None
+        if caption is not None:
+            pending[fid] = caption
+        if on_file:
+            on_file(fid, caption)
+        if len(pending) >= commit_every:
+            done |= _store(catalog, pending)
+            pending = {}
+    return done | _store(catalog, pending)
+
+
+def _store(catalog: Catalog, captions: dict[int, str]) -> dict[int, str]:
+    if not captions:
+        return {}
+    with catalog.session() as s:
+        for fid, caption in captions.items():
+            s.execute(update(FileRow).where(FileRow.id == fid).values(caption=caption))
+        fulltext.refresh(s, list(captions))
+    return dict(captions)
