@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
@@ -24,6 +26,7 @@ from api.settings import Settings
 from api.uploads import BodyLimit
 from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
+from indexer.errors import SoundsearchError
 from search.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,8 @@ def _load(settings: Settings, encoder: Encoder | None, captioner: Captioner | No
     if encoder is None:
         bound = catalog.binding
         encoder = load_encoder(settings.model or (bound.model_id if bound else DEFAULT_MODEL))
+        if captioner is None:
+            captioner = _default_captioner(encoder)
     shared = LockedEncoder(encoder)
     engine = Engine(catalog, shared)  # refuses a model the catalog was not built with
     _ = catalog.index  # load the vectors now, not in the first request
@@ -101,4 +106,33 @@ def _load(settings: Settings, encoder: Encoder | None, captioner: Captioner | No
         captioner=captioner,
     )
     jobs.on_done = services.reopen
+    if captioner is not None:
+        services.captioner = _Serialised(captioner, shared.lock)
     return services
+
+
+class _Serialised:
+    """A captioner that takes the shared encoder's lock: it runs the same model as searches do."""
+
+    def __init__(self, inner: Captioner, lock: Any) -> None:
+        self.inner = inner
+        self.lock = lock
+        self.model_id = inner.model_id
+
+    def caption(self, path: Path) -> str:
+        with self.lock:
+            return self.inner.caption(path)
+
+
+def _default_captioner(encoder: Encoder) -> Captioner | None:
+    """The shipped captioner, sharing the server's encoder when it was trained on it."""
+    from captioning.captioner import load_captioner
+
+    try:
+        try:
+            return load_captioner(encoder=encoder)
+        except SoundsearchError:
+            return load_captioner()  # trained on another encoder: it brings its own
+    except SoundsearchError as exc:
+        log.warning("captioning disabled: %s", exc)
+        return None

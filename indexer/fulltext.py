@@ -68,21 +68,64 @@ def remove(conn: Connection | Session, file_ids: Iterable[int]) -> None:
         conn.execute(text(f"DELETE FROM {_FTS_TABLE} WHERE rowid IN ({marks})"))
 
 
+# Words that carry no meaning in a sound description; matching them would rank noise.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "on",
+        "in",
+        "at",
+        "to",
+        "and",
+        "or",
+        "with",
+        "from",
+        "by",
+        "for",
+        "into",
+        "over",
+        "under",
+        "is",
+        "are",
+        "was",
+        "be",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "some",
+        "someone",
+        "something",
+        "sound",
+        "sounds",
+    ]
+)
+
+
 def query_words(query: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(query)]
+
+
+def _term(word: str) -> str:
+    # Prefix matching ("glas" finds "glass") only for words long enough not to match everything.
+    return f'"{word}"*' if len(word) >= 4 else f'"{word}"'
 
 
 def search(
     conn: Connection | Session, query: str, limit: int, *, exclude: Sequence[str] = ()
 ) -> list[tuple[int, float]]:
     """Files matching any query word, best first, as (file_id, score); `exclude` words must not match."""
-    words = query_words(query)
+    words = [w for w in query_words(query) if w not in STOPWORDS]
     if not words:
         return []
     bad = query_words(" ".join(exclude))
     if is_sqlite(conn):
         # Quoted terms: user text never becomes FTS syntax. OR: a partial match still ranks.
-        match = " OR ".join(f'"{w}"*' for w in words)
+        match = " OR ".join(_term(w) for w in words)
         if bad:
             match = f"({match}) NOT ({' OR '.join(f'{chr(34)}{w}{chr(34)}' for w in bad)})"
         rows = conn.execute(

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from api.commands.common import TqdmProgress, add_catalog_options, catalog_encoder, open_catalog, print_json
+from indexer.errors import SoundsearchError
 
 
 def register(sub: Any) -> None:
@@ -17,6 +18,7 @@ def register(sub: Any) -> None:
         "--workers", type=int, default=None, help="decoder threads (default: decode inline when the model runs on CPU)"
     )
     p.add_argument("--commit-every", type=int, default=64, metavar="N", help="files per transaction (default: 64)")
+    p.add_argument("--caption", action="store_true", help="write a caption for every new or changed file")
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of a progress bar")
     add_catalog_options(p)
     p.set_defaults(run=run_index)
@@ -49,6 +51,15 @@ def run_index(args: argparse.Namespace) -> int:
             progress=TqdmProgress(enabled=not args.json),
         )
         apply_enabled_taggers(catalog, summary.changed_file_ids)
+        if args.caption and summary.changed_file_ids:
+            from captioning.captioner import load_captioner
+            from captioning.catalog import caption_catalog_files
+
+            try:
+                captioner = load_captioner(encoder=encoder)
+            except SoundsearchError:
+                captioner = load_captioner()  # trained on another encoder: it brings its own
+            caption_catalog_files(catalog, captioner, summary.changed_file_ids)
     if args.json:
         print_json(summary.to_dict())
     else:

@@ -17,7 +17,7 @@ from indexer.errors import EncoderLoadError
 
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 # What a new catalog is built with when no --model is given.
-DEFAULT_MODEL = "tiny-random"
+DEFAULT_MODEL = "mini"
 
 BuiltinFactory = Callable[[str | None, int | None], Encoder]
 
