@@ -35,10 +35,11 @@ On a machine with a GPU, `accelerate()` moves search there (see `indexer.torch_s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -126,6 +127,22 @@ class IndexSpec:
 ID_HASH_BYTES = 40
 INDEX_KINDS = ("flat", "hnsw", "ivf_flat", "ivf_sqfp16", "ivf_sq8", "ivf_pq")
 EXACT_KINDS = ("flat",)
+
+
+@contextlib.contextmanager
+def _threads_for(n_queries: int) -> Iterator[None]:
+    """One OpenMP thread for a handful of queries: FAISS's threads then cost more than they share
+    (a single query over 20 000 vectors: 44 ms with the default threads on two busy cores, 2.6 ms with
+    one; BENCHMARKS.md). Batches keep every thread."""
+    before = faiss.omp_get_max_threads()
+    if n_queries > 4 or before == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 class FaissIndex:
@@ -281,7 +298,7 @@ class FaissIndex:
     def search(self, queries: FloatArray, k: int, allowed_ids: IdArray | None = None) -> tuple[FloatArray, IdArray]:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, k)
-        with self._lock:
+        with self._lock, _threads_for(len(queries)):
             if self.count() == 0 or (allowed_ids is not None and len(allowed_ids) == 0):
                 return _empty(len(queries), k)
             if allowed_ids is not None:
