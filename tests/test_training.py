@@ -92,13 +92,17 @@ def test_fine_tuning_a_hugging_face_clap_raises_its_recall(tiny_clap_dir: Path, 
     pairs = load_pairs(str(root / "captions.csv"))
     trainable = ClapTrainable(str(tiny_clap_dir))
     data = prepare(trainable, pairs)
-    before = validate(trainable, data)["t2a_R@1"]
+    def mean_r1() -> float:  # both directions: a random tiny tower moves one before the other
+        m = validate(trainable, data)
+        return (m["t2a_R@1"] + m["a2t_R@1"]) / 2
+
+    before = mean_r1()
     cfg = TrainConfig(
-        epochs=12, batch_size=8, lr=1e-3, warmup_steps=1, val_fraction=0.0, spec_augment=False, mix_probability=0.0
+        epochs=25, batch_size=8, lr=2e-3, warmup_steps=1, val_fraction=0.0, spec_augment=False, mix_probability=0.0
     )
     train(trainable, pairs + pairs[:0], tmp_path / "out", cfg, progress=None)
-    after = validate(trainable, data)["t2a_R@1"]
-    assert after > before
+    after = mean_r1()
+    assert after > before, (before, after)
     assert (tmp_path / "out" / "best" / "config.json").is_file()
 
 
