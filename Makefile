@@ -53,6 +53,8 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_decode
 	$(BIN)/python -m benchmarks.bench_encoder
 	$(BIN)/python -m benchmarks.bench_index
+	$(BIN)/python -m benchmarks.bench_search
+	$(BIN)/python -m benchmarks.bench_tagger
 	$(BIN)/python -m benchmarks.bench_synth
 
 clean:
