@@ -47,6 +47,7 @@ DB_NAME = "catalog.db"
 INDEX_NAME = "vectors.faiss"
 # Bumped whenever decoding/windowing changes embeddings, so old catalogs are not silently mixed.
 PREPROCESSING_VERSION = "1"
+SEGMENT_CACHE_SIZE = 500_000
 
 
 class CatalogError(SoundsearchError):
@@ -154,6 +155,7 @@ class Catalog:
         self.writable = writable
         self.index_path = home / INDEX_NAME
         self._index: FaissIndex | None = None
+        self._segment_cache: dict[int, SegmentRecord] = {}
         self._index_stamp: tuple[int, int] | None = None
         # Which index to build as the catalog grows, and the background rebuild (indexer.index_choice).
         self.index_policy = index_choice.IndexPolicy()
@@ -287,6 +289,7 @@ class Catalog:
         return self._index
 
     def _load_and_reconcile(self) -> FaissIndex:
+        self._segment_cache.clear()  # deleted segments must not outlive the index that held them
         binding = self.binding
         dim = binding.dim if binding else 0
         index: FaissIndex | None = None
@@ -364,13 +367,23 @@ class Catalog:
             return [SegmentRecord(*row) for row in s.execute(query)]
 
     def segments_by_id(self, ids: Sequence[int]) -> dict[int, SegmentRecord]:
-        if not len(ids):
-            return {}
-        query = select(SegmentRow.id, SegmentRow.file_id, SegmentRow.start_s, SegmentRow.end_s).where(
-            SegmentRow.id.in_([int(i) for i in ids])
-        )
-        with Session(self.engine) as s:
-            return {row[0]: SegmentRecord(*row) for row in s.execute(query)}
+        """Segments by id; ids the database does not know are left out.
+
+        Segment rows never change once written (ids are never reused), so records are cached for
+        the life of the loaded index: a search then costs no database round trip for its segments.
+        """
+        wanted = [int(i) for i in ids]
+        missing = [i for i in wanted if i not in self._segment_cache]
+        if missing:
+            query = select(SegmentRow.id, SegmentRow.file_id, SegmentRow.start_s, SegmentRow.end_s).where(
+                SegmentRow.id.in_(missing)
+            )
+            with Session(self.engine) as s:
+                rows = s.execute(query).all()
+            if len(self._segment_cache) + len(rows) > SEGMENT_CACHE_SIZE:
+                self._segment_cache.clear()
+            self._segment_cache.update((row[0], SegmentRecord(*row)) for row in rows)
+        return {i: self._segment_cache[i] for i in wanted if i in self._segment_cache}
 
     def vectors(self, segment_ids: Sequence[int] | IdArray) -> FloatArray:
         """Stored vectors, in the order of `segment_ids` (unknown ids raise KeyError)."""

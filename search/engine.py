@@ -312,8 +312,9 @@ class Engine:
         if not ranked:
             return []
         ids = [r.file_id for r in ranked]
-        with Session(self.catalog.engine) as s:
-            files = {f.id: f for f in s.scalars(select(FileRow).where(FileRow.id.in_(ids)))}
+        columns = (FileRow.id, FileRow.path, FileRow.duration_s, FileRow.format)
+        with Session(self.catalog.engine) as s:  # plain rows: ORM objects cost more than the search itself
+            files = {f.id: f for f in s.execute(select(*columns).where(FileRow.id.in_(ids)))}
         notes = self.catalog.annotations(ids)
         hits = []
         for r in ranked:
@@ -331,7 +332,7 @@ class Engine:
                     duration_s=f.duration_s,
                     format=f.format,
                     tags=notes[f.id][0] if f.id in notes else (),
-                    caption=f.caption,
+                    caption=notes[f.id][1] if f.id in notes else None,
                     matched_by=matched_by[f.id] if isinstance(matched_by, dict) else matched_by,
                 )
             )
