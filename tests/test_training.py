@@ -92,6 +92,7 @@ def test_fine_tuning_a_hugging_face_clap_raises_its_recall(tiny_clap_dir: Path, 
     pairs = load_pairs(str(root / "captions.csv"))
     trainable = ClapTrainable(str(tiny_clap_dir))
     data = prepare(trainable, pairs)
+
     def mean_r1() -> float:  # both directions: a random tiny tower moves one before the other
         m = validate(trainable, data)
         return (m["t2a_R@1"] + m["a2t_R@1"]) / 2
