@@ -235,7 +235,9 @@ class _Trainer:
         optimiser = torch.optim.Adam(head.parameters(), lr=cfg.learning_rate)
         weights = self.sampling_weights(train_index) if cfg.balanced else None
         val_files = torch.from_numpy(val_index)
-        best = (math.inf, 0, copy.deepcopy(head.state_dict()))
+        # The starting head competes too: with few labels, validation may prefer the zero-shot start.
+        start_loss = self._val_loss(val_files) if self.prior is not None else math.inf
+        best = (start_loss, 0, copy.deepcopy(head.state_dict()))
         epoch = 0
         for epoch in range(1, cfg.max_epochs + 1):
             head.train()
