@@ -77,8 +77,6 @@ def create_app(
 def _load(settings: Settings, encoder: Encoder | None, captioner: Captioner | None) -> Services:
     import faiss
 
-    from indexer.encoders.registry import DEFAULT_MODEL, load_encoder
-
     # One query at a time gains nothing from OpenMP here, and its threads spin against the request
     # threads for the same cores: a 20 000-vector search measured 44 ms with the default, 2.6 ms with 1
     # (2 busy cores; BENCHMARKS.md). Concurrency comes from serving requests in parallel instead.
@@ -89,8 +87,7 @@ def _load(settings: Settings, encoder: Encoder | None, captioner: Captioner | No
 
     catalog = open_catalog(writable=False)
     if encoder is None:
-        bound = catalog.binding
-        encoder = load_encoder(settings.model or (bound.model_id if bound else DEFAULT_MODEL))
+        encoder = catalog.load_encoder(settings.model)
         if captioner is None:
             captioner = _default_captioner(encoder)
     shared = LockedEncoder(encoder)

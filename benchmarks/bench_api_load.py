@@ -25,54 +25,13 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
-from sqlalchemy import insert
 
 from benchmarks._common import machine, percentile_ms
-from indexer import fulltext
-from indexer.catalog import Catalog, vector_to_bytes
-from indexer.schema import FileRow, Root, SegmentRow
+from benchmarks.bench_search import WORDS, build
 
 MODEL = "tiny-random"
 DIM = 32  # tiny-random's projection size
-WORDS = ["glass", "door", "rain", "wind", "metal", "wood", "impact", "whoosh", "engine", "crowd", "bird", "water"]
 QUERIES = [f"{a} {b}" for a in WORDS[:8] for b in ("close", "distant", "heavy", "soft", "-wind")]
-
-
-def build(home: Path, n_files: int) -> None:
-    gen = np.random.default_rng(0)
-    with Catalog.open(home) as catalog:
-        catalog.bind_model(MODEL, DIM, 10.0, 5.0)
-        with catalog.session() as s:
-            s.add(Root(id=1, path="/lib"))
-            s.flush()
-            files = []
-            for i in range(n_files):
-                a, b = WORDS[i % len(WORDS)], WORDS[(i // len(WORDS)) % len(WORDS)]
-                files.append(
-                    {
-                        "id": i + 1,
-                        "root_id": 1,
-                        "path": f"/lib/{a}/{a.upper()[:4]}_{a.title()}{b.title()}_SSYN_{i:06d}.wav",
-                        "size": 1,
-                        "mtime_ns": 1,
-                        "status": "ok",
-                        "duration_s": 20.0,
-                        "format": "WAV",
-                        "search_text": f"{a} {b} ssyn wav",
-                    }
-                )
-            s.execute(insert(FileRow), files)
-            vectors = gen.standard_normal((2 * n_files, DIM)).astype(np.float32)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            segments = [
-                {"file_id": j // 2 + 1, "start_s": 10.0 * (j % 2), "end_s": 10.0 * (j % 2) + 10.0, "vector": v}
-                for j, v in enumerate(vector_to_bytes(v) for v in vectors)
-            ]
-            for start in range(0, len(segments), 20_000):
-                s.execute(insert(SegmentRow), segments[start : start + 20_000])
-            fulltext.refresh(s, [f["id"] for f in files])
-        catalog.save_index()
 
 
 def free_port() -> int:
@@ -143,7 +102,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         t0 = time.perf_counter()
-        build(home, args.files)
+        build(home, args.files, model_id=MODEL, dim=DIM).close()
         print(f"catalog: {args.files} files, {2 * args.files} segments, built in {time.perf_counter() - t0:.0f} s")
         port = free_port()
         server = start_server(home, port)

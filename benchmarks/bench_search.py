@@ -48,10 +48,12 @@ class RandomTextEncoder:
         raise NotImplementedError
 
 
-def build(home: Path, n_files: int) -> Catalog:
+def build(home: Path, n_files: int, *, model_id: str = "bench-random", dim: int = DIM) -> Catalog:
+    """A catalog of `n_files` × 2 segments of random unit vectors, written straight into the database
+    (UCS-like names for the full-text side), bound to `model_id` of dimension `dim`."""
     gen = np.random.default_rng(0)
     catalog = Catalog.open(home)
-    catalog.bind_model("bench-random", DIM, 10.0, 5.0)
+    catalog.bind_model(model_id, dim, 10.0, 5.0)
     with catalog.session() as s:
         s.add(Root(id=1, path="/lib"))
         s.flush()
@@ -73,7 +75,7 @@ def build(home: Path, n_files: int) -> Catalog:
                 }
             )
         s.execute(insert(FileRow), files)
-        vectors = gen.standard_normal((2 * n_files, DIM)).astype(np.float32)
+        vectors = gen.standard_normal((2 * n_files, dim)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         segs = [
             {

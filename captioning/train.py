@@ -33,6 +33,7 @@ from captioning.metrics import caption_metrics
 from captioning.model import CaptionModel, DecodeConfig, pad_tokens
 from captioning.store import SMALL, CaptionerSpec, pretrained_decoder, save_captioner, small_decoder_config
 from captioning.tokenizer import tokenizer_from_json, tokenizer_to_json, train_word_vocab
+from evaluation.plots import plot_curves
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best"
@@ -271,7 +272,13 @@ def train_captioner(
             ckpt,
         )
         (out_dir / "history.json").write_text(json.dumps(history.epochs, indent=2) + "\n")
-        plot_curves(history, out_dir / "curves.png")
+        plot_curves(
+            history.epochs,
+            out_dir / "curves.png",
+            loss_title="training loss (label-smoothed CE)",
+            metrics=("cider_d", "spider", "bleu_4", "rouge_l", "val_loss"),
+            metrics_title="validation",
+        )
         if progress:
             progress(
                 f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.3f}, {summary} ({record['seconds']:.0f} s)"
@@ -311,27 +318,6 @@ def _mean_loss(
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data, default=str))
-
-
-def plot_curves(history: History, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history.epochs]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    left.plot(epochs, [h["loss"] for h in history.epochs], marker="o")
-    left.set(title="training loss (label-smoothed CE)", xlabel="epoch")
-    for key in ("cider_d", "spider", "bleu_4", "rouge_l", "val_loss"):
-        values = [h.get(key) for h in history.epochs]
-        if all(v is not None for v in values):
-            right.plot(epochs, values, marker="o", label=key)
-    right.set(title="validation", xlabel="epoch")
-    right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def with_epochs(cfg: CaptionTrainConfig, epochs: int) -> CaptionTrainConfig:

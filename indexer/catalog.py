@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from indexer import fulltext, index_choice
+from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
 from indexer.schema import (
     SCHEMA_VERSION,
@@ -250,6 +251,16 @@ class Catalog:
                 f"{model_id!r} (dim {dim}); open it without --model, or rebuild its vectors with "
                 f"`soundsearch reindex --model {model_id}`"
             )
+
+    def load_encoder(self, model: str | None = None, device: str | None = None) -> Encoder:
+        """The model asked for, else the one the catalog was built with, else the default; refused when
+        it is not the catalog's model."""
+        from indexer.encoders.registry import DEFAULT_MODEL, load_encoder
+
+        bound = self.binding
+        encoder = load_encoder(model or (bound.model_id if bound else DEFAULT_MODEL), device=device)
+        self.check_model(encoder.model_id, encoder.dim)
+        return encoder
 
     def bind_model(self, model_id: str, dim: int, window_s: Seconds, hop_s: Seconds) -> ModelBinding:
         """Record the catalog's model on first use; refuse a different one afterwards."""

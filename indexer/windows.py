@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from indexer.encoders.base import normalise
 from indexer.types import FloatArray, Seconds
 
 
@@ -120,4 +121,4 @@ def embed_clips(
         return emb
     pooled = np.zeros((len(clips), emb.shape[1]), dtype=np.float32)
     np.add.at(pooled, np.asarray(owner), emb)
-    return (pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    return normalise(pooled)

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from indexer import fulltext
 from indexer.audio import load_audio
 from indexer.catalog import Catalog, FileStatus
-from indexer.encoders.base import Encoder
+from indexer.encoders.base import Encoder, normalise
 from indexer.schema import FileRow, SegmentRow, TagRow
 from indexer.types import FloatArray, Seconds
 from search.query import Filters, ParsedText, QueryError, check_k, check_mode, parse_text
@@ -85,11 +85,8 @@ class Engine:
     @classmethod
     def open(cls, home: str | Path | None = None, *, model: str | None = None, db_url: str | None = None) -> Engine:
         """Open a catalog with the model that built it (or `model`, which must be the same)."""
-        from indexer.encoders.registry import DEFAULT_MODEL, load_encoder
-
         catalog = Catalog.open(home, db_url=db_url, writable=False)
-        bound = catalog.binding
-        return cls(catalog, load_encoder(model or (bound.model_id if bound else DEFAULT_MODEL)))
+        return cls(catalog, catalog.load_encoder(model))
 
     def close(self) -> None:
         self.catalog.close()
@@ -119,7 +116,7 @@ class Engine:
             query = self._text_vector(parsed)
             if like is not None:
                 example, exclude = self._example_vector(like)
-                query = _normalise(like_weight * example + (1.0 - like_weight) * query)
+                query = normalise(like_weight * example + (1.0 - like_weight) * query)
             vector_list = self._vector_ranking(query, k if mode == "vector" else max(2 * k, 50), allowed, exclude)
         text_list: list[_Ranked] = []
         if mode in ("text", "hybrid"):
@@ -183,7 +180,7 @@ class Engine:
         unique, inverse = np.unique(owners, return_inverse=True)
         pooled = np.zeros((len(unique), vectors.shape[1]), dtype=np.float32)
         np.add.at(pooled, inverse, vectors)
-        return unique, _normalise(pooled)
+        return unique, normalise(pooled)
 
     # --- query vectors -----------------------------------------------------------------------------
 
@@ -195,7 +192,7 @@ class Engine:
     def _text_vector(self, parsed: ParsedText) -> FloatArray:
         query = self._embed_text(parsed.positive)
         if parsed.negative:
-            query = _normalise(query - NEGATIVE_WEIGHT * self._embed_text(" ".join(parsed.negative)))
+            query = normalise(query - NEGATIVE_WEIGHT * self._embed_text(" ".join(parsed.negative)))
         return query
 
     def _example_vector(self, example: Example) -> tuple[FloatArray, int | None]:
@@ -337,8 +334,3 @@ class Engine:
                 )
             )
         return hits
-
-
-def _normalise(v: np.ndarray) -> FloatArray:
-    norm = np.linalg.norm(v, axis=-1, keepdims=True)
-    return (v / np.maximum(norm, 1e-12)).astype(np.float32)

@@ -102,10 +102,9 @@ def _of_files(bags: Bags, file_ids: np.ndarray) -> Bags:
     return bags.subset(np.searchsorted(bags.file_ids, file_ids))
 
 
-def _planted_encoder(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+def _planted_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI loads the catalog's model by name; the planted encoder has none, so hand it over."""
-    for module in modules:
-        monkeypatch.setattr(f"{module}.catalog_encoder", lambda catalog, model=None, device=None: PlantedEncoder())
+    monkeypatch.setattr(Catalog, "load_encoder", lambda self, model=None, device=None: PlantedEncoder())
 
 
 def test_cli_train_eval_apply_cycle(
@@ -255,7 +254,7 @@ def test_finetune_encoder_is_refused_clearly(
 ) -> None:
     with pytest.raises(TaggerError, match="needs a Hugging Face CLAP model; it is not available"):
         check_finetune(PlantedEncoder())
-    _planted_encoder(monkeypatch, "api.commands.tagger")
+    _planted_encoder(monkeypatch)
     args = ["tagger", "train", "--labels", str(train_csv), "--out", "ft", "--finetune-encoder", "--home", str(home)]
     assert main(args) == 2
     assert "needs a Hugging Face CLAP model" in capsys.readouterr().err
@@ -325,7 +324,7 @@ def test_enabled_taggers_tag_new_files_at_index_time(
         save_tagger(catalog, Tagger(tagger.head, replace(tagger.info, name="foreign", model_id="x")), enabled=True)
 
     write(lib / "new" / "fresh.wav", _clip(BANDS["voice"], 7))
-    _planted_encoder(monkeypatch, "api.commands.index")
+    _planted_encoder(monkeypatch)
     with caplog.at_level(logging.WARNING):
         assert main(["index", str(lib), "--home", str(home), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["added"] == 1

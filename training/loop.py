@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from evaluation.metrics import retrieval_metrics_from_embeddings
+from evaluation.plots import plot_curves
 from indexer.audio import load_audio
 from indexer.errors import SoundsearchError
 from training.data import Pair
@@ -250,7 +251,14 @@ def train(
             ckpt,
         )
         (out_dir / "history.json").write_text(json.dumps(history.epochs, indent=2) + "\n")
-        plot_curves(history, out_dir / "curves.png")
+        plot_curves(
+            history.epochs,
+            out_dir / "curves.png",
+            loss_title="training loss",
+            metrics=("t2a_R@1", "t2a_R@10", "a2t_R@1", "a2t_R@10"),
+            metrics_title="validation recall",
+            ylim=(0, 1),
+        )
         if progress:
             progress(
                 f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.3f}, t2a R@10 {metrics['t2a_R@10']:.3f}, "
@@ -259,22 +267,3 @@ def train(
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
     return history
-
-
-def plot_curves(history: History, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [h["epoch"] for h in history.epochs]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5))
-    left.plot(epochs, [h["loss"] for h in history.epochs], marker="o")
-    left.set(title="training loss", xlabel="epoch")
-    for key in ("t2a_R@1", "t2a_R@10", "a2t_R@1", "a2t_R@10"):
-        right.plot(epochs, [h[key] for h in history.epochs], marker="o", label=key)
-    right.set(title="validation recall", xlabel="epoch", ylim=(0, 1))
-    right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

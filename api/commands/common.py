@@ -10,7 +10,6 @@ from typing import Any
 from tqdm import tqdm
 
 from indexer.catalog import Catalog
-from indexer.encoders.base import Encoder
 from indexer.pipeline import Progress
 
 
@@ -21,16 +20,6 @@ def add_catalog_options(parser: argparse.ArgumentParser) -> None:
 
 def open_catalog(args: argparse.Namespace, *, writable: bool = True) -> Catalog:
     return Catalog.open(args.home, db_url=args.db_url, writable=writable)
-
-
-def catalog_encoder(catalog: Catalog, model: str | None, device: str | None = None) -> Encoder:
-    """The model asked for, else the one the catalog was built with, else the default."""
-    from indexer.encoders.registry import DEFAULT_MODEL, load_encoder
-
-    bound = catalog.binding
-    encoder = load_encoder(model or (bound.model_id if bound else DEFAULT_MODEL), device=device)
-    catalog.check_model(encoder.model_id, encoder.dim)
-    return encoder
 
 
 def print_json(payload: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from api.commands.common import TqdmProgress, add_catalog_options, catalog_encoder, open_catalog, print_json
+from api.commands.common import TqdmProgress, add_catalog_options, open_catalog, print_json
 from indexer.errors import SoundsearchError
 
 
@@ -42,7 +42,7 @@ def run_index(args: argparse.Namespace) -> int:
     from search.tagger import apply_enabled_taggers
 
     with open_catalog(args) as catalog:
-        encoder = catalog_encoder(catalog, args.model, args.device)
+        encoder = catalog.load_encoder(args.model, args.device)
         summary = index_paths(
             catalog,
             encoder,

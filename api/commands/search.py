@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from api.commands.common import add_catalog_options, catalog_encoder, open_catalog, print_json
+from api.commands.common import add_catalog_options, open_catalog, print_json
 from search.query import MODES, Filters
 
 
@@ -73,7 +73,7 @@ def _engine(args: argparse.Namespace) -> Any:
     from search.engine import Engine
 
     catalog = open_catalog(args, writable=False)
-    return Engine(catalog, catalog_encoder(catalog, getattr(args, "model", None)))
+    return Engine(catalog, catalog.load_encoder(getattr(args, "model", None)))
 
 
 def _clock(seconds: float) -> str:
@@ -143,7 +143,7 @@ def run_classify(args: argparse.Namespace) -> int:
     if args.save_as_tags and not args.library:
         raise SoundsearchError("--save-as-tags works with --library")
     with open_catalog(args, writable=args.save_as_tags) as catalog:
-        encoder = catalog_encoder(catalog, args.model)
+        encoder = catalog.load_encoder(args.model)
         classifier = ZeroShotClassifier(
             encoder, labels, templates=args.template or DEFAULT_TEMPLATES, multi_label=args.multi_label
         )

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from api.commands.common import add_catalog_options, catalog_encoder, open_catalog, print_json
+from api.commands.common import add_catalog_options, open_catalog, print_json
 from indexer.errors import SoundsearchError
 
 
@@ -106,7 +106,7 @@ def run_train(args: argparse.Namespace) -> int:
     with open_catalog(args) as catalog:
         encoder = None
         if args.finetune_encoder or config.zero_shot_init:
-            encoder = catalog_encoder(catalog, args.model)
+            encoder = catalog.load_encoder(args.model)
         if args.finetune_encoder:
             assert encoder is not None
             check_finetune(encoder)
@@ -140,7 +140,7 @@ def run_eval(args: argparse.Namespace) -> int:
             payload = report.to_dict()
         else:
             config = _config(args)
-            encoder = catalog_encoder(catalog, args.model) if config.zero_shot_init else None
+            encoder = catalog.load_encoder(args.model) if config.zero_shot_init else None
             cv = cross_validate(catalog, labelled, config, args.folds, encoder=encoder)
             report, payload = cv.report, cv.to_dict()
     if args.png is not None:
@@ -175,7 +175,7 @@ def run_apply(args: argparse.Namespace) -> int:
         else:
             indexed = {str(f.path) for f in catalog.files(status="ok")}
             outside = [f for f in args.files if str(Path(f).expanduser().absolute()) not in indexed]
-            encoder = catalog_encoder(catalog, args.model) if outside else None
+            encoder = catalog.load_encoder(args.model) if outside else None
             results = tag_paths(catalog, tagger, args.files, encoder)
     if args.json:
         print_json([r.to_dict() for r in results])

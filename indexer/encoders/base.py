@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from indexer.types import FloatArray
 
 
@@ -26,3 +28,9 @@ class Encoder(Protocol):
     def embed_audio(self, clips: Sequence[FloatArray]) -> FloatArray: ...
 
     def embed_text(self, texts: Sequence[str]) -> FloatArray: ...
+
+
+def normalise(x: np.ndarray) -> FloatArray:
+    """Rows (or one vector) scaled to unit L2 norm, as float32; zero rows stay zero."""
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from indexer.encoders.base import normalise
 from indexer.types import FloatArray
 from indexer.windows import WindowSpec, embed_clips, repeat_pad
 
@@ -146,7 +147,7 @@ class ClapEncoder:
         # A window never exceeds the model's 10 s, so nothing is "longer": no random fusion crops.
         is_longer = torch.zeros((len(windows), 1), dtype=torch.bool, device=self.device)
         out = self.model.get_audio_features(input_features=features, is_longer=is_longer)
-        return _normalise(out.pooler_output.float().cpu().numpy())
+        return normalise(out.pooler_output.float().cpu().numpy())
 
     # --- text --------------------------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class ClapEncoder:
             )
             tokens = {k: v.to(self.device) for k, v in tokens.items() if k in ("input_ids", "attention_mask")}
             emb = self.model.get_text_features(**tokens).pooler_output
-            out[start : start + len(batch)] = _normalise(emb.float().cpu().numpy())
+            out[start : start + len(batch)] = normalise(emb.float().cpu().numpy())
         return out
 
     def _text_max_tokens(self) -> int:
@@ -203,11 +204,6 @@ def load_hf_clap(
     return ClapEncoder(
         model, tokenizer, model_id=model_id or source, frontend=frontend, device=device, batch_size=batch_size
     )
-
-
-def _normalise(x: np.ndarray) -> FloatArray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 _threads_configured = False
