@@ -1,4 +1,4 @@
-"""Captions into the catalog: `files.caption`, which the full-text index (FTS5 / LIKE) searches."""
+"""Captions into the catalog: `files.caption`, which full-text search ranks."""
 
 from __future__ import annotations
 
@@ -59,5 +59,5 @@ def _store(catalog: Catalog, captions: dict[int, str]) -> dict[int, str]:
     with catalog.session() as s:
         for fid, caption in captions.items():
             s.execute(update(FileRow).where(FileRow.id == fid).values(caption=caption))
-        fulltext.refresh(s, list(captions))
+        fulltext.mark_changed(s)
     return dict(captions)

@@ -161,6 +161,7 @@ class Catalog:
         # Which index to build as the catalog grows, and the background rebuild (indexer.index_choice).
         self.index_policy = index_choice.IndexPolicy()
         self._rebuild: index_choice.Rebuild | None = None
+        self.text = fulltext.TextSearcher(engine)  # BM25 over the files' words, kept in memory
 
     # --- opening -----------------------------------------------------------------------------------
 
@@ -457,7 +458,7 @@ class Catalog:
             ]
             if rows:
                 s.execute(insert(TagRow), rows)
-            fulltext.refresh(s, ids)
+            fulltext.mark_changed(s)
         return len(rows)
 
     def search_vectors(self, query: FloatArray, k: int) -> list[tuple[SegmentRecord, float]]:

@@ -218,7 +218,8 @@ def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: 
                 .where(FileRow.id == file_id)
                 .values(path=f.path, root_id=root_id, size=f.size, mtime_ns=f.mtime_ns, search_text=words)
             )
-        fulltext.refresh(s, [file_id for file_id, _, _ in moves])
+        if moves:
+            fulltext.mark_changed(s)
         stale = _delete_files(s, removed_ids)
     catalog.index.remove(stale)
     return jobs
@@ -265,7 +266,8 @@ def _delete_segments(s: Session, file_ids: Sequence[int]) -> np.ndarray:
 
 def _delete_files(s: Session, file_ids: Sequence[int]) -> np.ndarray:
     seg_ids = _delete_segments(s, file_ids)
-    fulltext.remove(s, file_ids)
+    if file_ids:
+        fulltext.mark_changed(s)
     if file_ids:
         s.execute(delete(FileRow).where(FileRow.id.in_(file_ids)))
     return seg_ids
@@ -477,7 +479,8 @@ class _EmbedRun:
                     self.summary.added += 1
                 else:
                     self.summary.updated += 1
-            fulltext.refresh(s, committed)
+            if committed:
+                fulltext.mark_changed(s)
         if stale:
             self.catalog.index.remove(np.concatenate(stale))
         if new_ids:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def utcnow() -> datetime:
@@ -106,7 +106,7 @@ class TagRow(Base):
 
 
 def _v1_to_v2(conn: Connection) -> None:
-    """Schema 2: text columns on files for full-text search (tags table and FTS are created on open)."""
+    """Schema 2: text columns on files for full-text search (the tags table is created on open)."""
     for column in ("title TEXT", "comment TEXT", "caption TEXT", "search_text TEXT NOT NULL DEFAULT ''"):
         conn.execute(text(f"ALTER TABLE files ADD COLUMN {column}"))
     from indexer.metadata import EmbeddedText, search_text
@@ -118,9 +118,15 @@ def _v1_to_v2(conn: Connection) -> None:
         )
 
 
+def _v2_to_v3(conn: Connection) -> None:
+    """Schema 3: full-text ranking moved in memory (`indexer.fulltext`); the FTS5 table schema 2 kept
+    beside the files is dropped (the text-generation row is added on open)."""
+    conn.execute(text("DROP TABLE IF EXISTS files_fts"))
+
+
 # Version N → N+1 steps, applied in order inside one transaction by `migrate`.
 Migration = Callable[[Connection], None]
-MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def schema_version(conn: Connection) -> int | None:

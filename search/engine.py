@@ -4,8 +4,9 @@
   start/end, so a three-minute ambience is reported "at 1:25".
 - Hybrid mode fuses the vector ranking with the full-text ranking (file names, folders, UCS fields,
   embedded tags, tags, captions) by reciprocal rank fusion.
-- Filters select the allowed files first and the searches run only among them, so a filtered query
-  returns k results whenever k files match.
+- Filters are applied before the top-k cut, so a filtered query returns k results whenever k files
+  match: candidates are checked after the search while that finds k (broad filters), else the search
+  runs among the passing files only (`search.filtering`).
 - Text queries are embedded once (LRU cache); `-word` excludes: its embedding is subtracted from the
   query vector and the word must not appear in the matched text.
 - Example sounds: a file outside the catalog is embedded window by window and mean-pooled; an indexed
@@ -21,19 +22,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from indexer import fulltext
 from indexer.audio import load_audio
 from indexer.catalog import Catalog, FileStatus
 from indexer.encoders.base import Encoder, normalise
-from indexer.schema import FileRow, SegmentRow, TagRow
+from indexer.schema import FileRow, SegmentRow
 from indexer.types import FloatArray, Seconds
+from indexer.vectors import IdArray
+from search.filtering import FileFilter
 from search.query import Filters, ParsedText, QueryError, check_k, check_mode, parse_text
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the head of each list
 NEGATIVE_WEIGHT = 0.5
+POSTFILTER_FETCH = 2048  # segments fetched unfiltered before a filter is applied up front instead
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class Engine:
         check_mode(mode)
         if not 0.0 <= like_weight <= 1.0:
             raise QueryError(f"like_weight must be between 0 and 1, got {like_weight}")
-        allowed = self._allowed_files(filters)
+        filt = self._filter(filters)
         exclude: int | None = None
         vector_list: list[_Ranked] = []
         if mode in ("vector", "hybrid"):
@@ -117,10 +120,10 @@ class Engine:
             if like is not None:
                 example, exclude = self._example_vector(like)
                 query = normalise(like_weight * example + (1.0 - like_weight) * query)
-            vector_list = self._vector_ranking(query, k if mode == "vector" else max(2 * k, 50), allowed, exclude)
+            vector_list = self._vector_ranking(query, k if mode == "vector" else max(2 * k, 50), filt, exclude)
         text_list: list[_Ranked] = []
         if mode in ("text", "hybrid"):
-            text_list = self._text_ranking(parsed, k if mode == "text" else max(2 * k, 50), allowed, exclude)
+            text_list = self._text_ranking(parsed, k if mode == "text" else max(2 * k, 50), filt, exclude)
         if mode == "vector":
             return self._hits(vector_list[:k], ("vector",))
         if mode == "text":
@@ -131,7 +134,7 @@ class Engine:
         """Sounds like an example: an indexed file (id or path) or any audio file."""
         check_k(k)
         query, exclude = self._example_vector(example)
-        return self._hits(self._vector_ranking(query, k, self._allowed_files(filters), exclude), ("vector",))
+        return self._hits(self._vector_ranking(query, k, self._filter(filters), exclude), ("vector",))
 
     def duplicates(self, threshold: float = 0.97) -> list[list[Hit]]:
         """Groups of near-identical files (re-encoded, trimmed, gain-changed): cosine of pooled vectors."""
@@ -220,41 +223,15 @@ class Engine:
 
     # --- rankings ----------------------------------------------------------------------------------
 
-    def _allowed_files(self, filters: Filters | None) -> set[int] | None:
-        if filters is None or not filters.active:
-            return None
-        conditions = [FileRow.status == FileStatus.OK]
-        if filters.min_duration_s is not None:
-            conditions.append(FileRow.duration_s >= filters.min_duration_s)
-        if filters.max_duration_s is not None:
-            conditions.append(FileRow.duration_s <= filters.max_duration_s)
-        if filters.folder:
-            folder = filters.folder.rstrip("/")
-            prefix = str(Path(folder).expanduser().absolute())
-            conditions.append(or_(FileRow.path.startswith(prefix + "/"), FileRow.path.contains(f"/{folder}/")))
-        if filters.formats:
-            exts = [f.lower().lstrip(".") for f in filters.formats]
-            conditions.append(
-                or_(
-                    func.upper(FileRow.format).in_([e.upper() for e in exts]),
-                    *(func.lower(FileRow.path).endswith(f".{e}") for e in exts),
-                )
-            )
-        for tag in filters.tags:
-            conditions.append(FileRow.id.in_(select(TagRow.file_id).where(func.lower(TagRow.label) == tag.lower())))
-        with Session(self.catalog.engine) as s:
-            return set(s.scalars(select(FileRow.id).where(and_(*conditions))))
+    def _filter(self, filters: Filters | None) -> FileFilter | None:
+        return FileFilter(self.catalog, filters) if filters is not None and filters.active else None
 
-    def _vector_ranking(
-        self, query: FloatArray, k: int, allowed: set[int] | None, exclude: int | None
-    ) -> list[_Ranked]:
-        allowed_segments = None
-        if allowed is not None:
-            with Session(self.catalog.engine) as s:
-                allowed_segments = np.fromiter(
-                    s.scalars(select(SegmentRow.id).where(SegmentRow.file_id.in_(allowed))), dtype=np.int64
-                )
-        total = self.catalog.index.count() if allowed_segments is None else len(allowed_segments)
+    def _vector_ranking(self, query: FloatArray, k: int, filt: FileFilter | None, exclude: int | None) -> list[_Ranked]:
+        """The k best files by their best segment. With a filter, candidates are checked after an
+        unfiltered search while few rounds find k (broad filters); past POSTFILTER_FETCH segments the
+        search runs among the passing files' segments only (selective filters)."""
+        allowed_segments: IdArray | None = None
+        total = self.catalog.index.count()
         fetch = min(max(4 * k, 32), max(total, 1))
         while True:
             scores, ids = self.catalog.index.search(query, fetch, allowed_segments)
@@ -266,21 +243,30 @@ class Engine:
                 if seg is None or seg.file_id == exclude or seg.file_id in best:
                     continue  # results are score-ordered: the first segment of a file is its best
                 best[seg.file_id] = _Ranked(seg.file_id, score, seg.start_s, seg.end_s)
+            if filt is not None and allowed_segments is None:
+                passing = filt.passing(best)
+                best = {fid: r for fid, r in best.items() if fid in passing}
+                # Segments an unfiltered search would need at this pass rate: past the limit, search
+                # among the passing files' segments instead.
+                if len(best) < k and fetch < total and fetch * k / max(len(best), 0.5) > POSTFILTER_FETCH:
+                    allowed_segments = filt.allowed_segments()
+                    total = len(allowed_segments)
+                    fetch = min(max(4 * k, 32), max(total, 1))
+                    continue
             if len(best) >= k or fetch >= total:
                 return list(best.values())[:k]
             fetch = min(fetch * 4, total)
 
-    def _text_ranking(self, parsed: ParsedText, k: int, allowed: set[int] | None, exclude: int | None) -> list[_Ranked]:
+    def _text_ranking(self, parsed: ParsedText, k: int, filt: FileFilter | None, exclude: int | None) -> list[_Ranked]:
         limit = max(4 * k, 200)
-        with Session(self.catalog.engine) as s:
-            while True:
-                rows = fulltext.search(s, parsed.positive, limit, exclude=parsed.negative)
-                ranked = [
-                    _Ranked(fid, score) for fid, score in rows if fid != exclude and (allowed is None or fid in allowed)
-                ]
-                if len(ranked) >= k or len(rows) < limit:
-                    return ranked[:k]
-                limit *= 4
+        rows = self.catalog.text.search(parsed.positive, limit, exclude=parsed.negative)
+        passing = filt.passing(fid for fid, _ in rows) if filt is not None else None
+        if filt is not None and len(rows) == limit and sum(fid in passing for fid, _ in rows) < k + 1:
+            # A selective filter: rank every match (cheap, in memory) against every passing file.
+            rows = self.catalog.text.search(parsed.positive, self.catalog.text.size(), exclude=parsed.negative)
+            passing = filt.all_files()
+        ranked = [_Ranked(fid, score) for fid, score in rows if fid != exclude and (passing is None or fid in passing)]
+        return ranked[:k]
 
     def _fused(self, vector_list: list[_Ranked], text_list: list[_Ranked], k: int) -> list[Hit]:
         fused: dict[int, float] = {}

@@ -345,4 +345,4 @@ def test_catalog_captions_are_found_by_full_text_search(trained: Path, tmp_path:
         word = max(fulltext.query_words(done[fid]), key=len)
         with catalog.session() as s:
             assert s.scalar(select(FileRow.caption).where(FileRow.id == fid)) == done[fid]
-            assert fid in [hit for hit, _ in fulltext.search(s, word, 10)]
+        assert fid in [hit for hit, _ in catalog.text.search(word, 10)]

@@ -128,3 +128,37 @@ def test_bad_caption_csv_names_the_row(dataset: Path, tmp_path: Path, content: s
     bad.write_text(content)
     with pytest.raises(DatasetError, match=message):
         load_pairs(str(bad))
+
+
+def test_keyword_captions_are_positives_of_every_clip_carrying_them(mini: MiniTrainable, tmp_path: Path) -> None:
+    from training.data import Pair
+    from training.loop import positives_for
+
+    for i in range(4):
+        sf.write(tmp_path / f"k{i}.wav", _clip(i), SR)
+    labels = [("dog",), ("dog", "rain"), ("rain",), ()]
+    pairs = [Pair(tmp_path / f"k{i}.wav", (f"caption {i}",), labels[i], labels[i][:1]) for i in range(len(labels))]
+    data = prepare(mini, pairs)
+    n_caps = len(data.caption_owner)
+    assert n_caps == 4 and data.clip_keywords.shape == (4, 2)  # keywords "dog", "rain" (foreground only)
+    clips = np.arange(4)
+    dog, rain = n_caps, n_caps + 1
+    texts = np.array([0, dog, rain, 3])  # clip 0's caption, the "dog" and "rain" keywords, clip 3's caption
+    got = positives_for(data, clips, texts).numpy()
+    expected = np.array(
+        [
+            [True, True, False, False],  # clip 0 (dog): its caption, "dog"
+            [False, True, False, False],  # clip 1 (dog over rain): "dog" only; "rain" is its background
+            [False, False, True, False],  # clip 2 (rain)
+            [False, False, False, True],  # clip 3 (no labels): its own caption only
+        ]
+    )
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_synthetic_library_pairs_carry_the_foreground_class_as_keyword(tmp_path: Path) -> None:
+    from evaluation.synth import generate_library
+
+    generate_library(tmp_path, n=6, seed=3, max_duration_s=2.0, progress=False)
+    pairs = load_pairs(str(tmp_path))
+    assert all(len(p.keywords) == 1 and p.keywords[0] in p.classes for p in pairs)

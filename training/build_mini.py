@@ -23,6 +23,7 @@ from training.loop import TrainConfig, train
 from training.models import MiniTrainable
 
 SAMPLE_RATE = 16_000
+CHUNK = 1000
 
 
 def _render(args: tuple[int, int, float]) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
@@ -51,18 +52,24 @@ def main() -> None:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    cache = args.out / f"clips-{args.seed}-{args.clips}.pkl"
-    if cache.exists():
-        rendered = pickle.loads(cache.read_bytes())
-    else:
-        say(f"synthesising {args.clips} clips (seed {args.seed})")
-        jobs = [(args.seed, i, args.max_duration) for i in range(args.clips)]
+    rendered = []
+    # Cached in blocks of CHUNK clips, so a larger run reuses what a smaller one synthesised.
+    for start in range(0, args.clips, CHUNK):
+        stop = min(start + CHUNK, args.clips)
+        cache = args.out / f"clips-{args.seed}-{start}-{stop}.pkl"
+        if cache.exists():
+            rendered += pickle.loads(cache.read_bytes())
+            continue
+        say(f"synthesising clips {start}-{stop} (seed {args.seed})")
+        jobs = [(args.seed, i, args.max_duration) for i in range(start, stop)]
         with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-            rendered = pool.map(_render, jobs, chunksize=16)
+            block = pool.map(_render, jobs, chunksize=16)
         args.out.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps(rendered))  # a crash after this point need not synthesise again
+        cache.write_bytes(pickle.dumps(block))  # a crash after this point need not synthesise again
+        rendered += block
     audio = {f"synth:{args.seed}:{i}": r[0] for i, r in enumerate(rendered)}
-    pairs = [Pair(Path(f"synth:{args.seed}:{i}"), r[1], r[2]) for i, r in enumerate(rendered)]
+    # Keyword: the foreground class, the first entry of the positive group.
+    pairs = [Pair(Path(f"synth:{args.seed}:{i}"), r[1], r[2], r[2][:1]) for i, r in enumerate(rendered)]
     trainable = MiniTrainable.create("scratch")
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
     train(trainable, pairs, args.out, cfg, progress=say, source=lambda pair, sr: audio[str(pair.path)])

@@ -17,6 +17,10 @@ class Pair:
     captions: tuple[str, ...]
     # Clips with the same (non-empty) class set are treated as positives of each other in the loss.
     classes: tuple[str, ...] = ()
+    # Labels naming the clip's main sound. Each is also trained on as a short caption of its own that
+    # counts as a positive for every clip carrying it (CLAP's keyword-to-caption), which is what ties
+    # bare label names, as zero-shot prompts use them, to the audio.
+    keywords: tuple[str, ...] = ()
 
 
 def load_pairs(data: str, *, captions_from_filenames: bool = False) -> list[Pair]:
@@ -39,7 +43,13 @@ def load_pairs(data: str, *, captions_from_filenames: bool = False) -> list[Pair
         dataset = load_dataset("csv", path)
     else:
         raise DatasetError(path, "not found: give a folder, a CSV file or KIND:ROOT")
-    pairs = [Pair(item.path, tuple(item.captions), tuple(sorted(item.labels))) for item in dataset.items]
+    # The synthetic library lists the foreground class first and the background sources after it: only
+    # the foreground names the clip. Other datasets' labels all describe it.
+    main = 1 if dataset.kind == "synth" else None
+    pairs = [
+        Pair(item.path, tuple(item.captions), tuple(sorted(item.labels)), tuple(item.labels[:main]))
+        for item in dataset.items
+    ]
     if not pairs:
         raise DatasetError(path, "no audio with captions found")
     return pairs

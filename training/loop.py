@@ -6,10 +6,12 @@
 - Loss: symmetric InfoNCE with a learnable temperature. Clips sharing the same class set (when the data
   has classes, like the synthetic library) count as positives of each other, so identical-looking
   pairs in a batch are not pushed apart.
+- Keywords (a clip's labels, when the data has them) are trained on as short captions of their own,
+  positive for every clip that carries them: bare label names then mean what zero-shot prompts need.
 - Validation after every epoch: text→audio and audio→text R@1/5/10 on held-out clips with all their
-  captions. The best epoch (text→audio R@10) is saved; a checkpoint after every epoch makes runs
-  resumable, and data order and augmentations are seeded per epoch, so a resumed run equals an
-  uninterrupted one.
+  captions, and zero-shot accuracy over their keywords. The best epoch (`selection_score`) is saved;
+  a checkpoint after every epoch makes runs resumable, and data order and augmentations are seeded
+  per epoch, so a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class TrainConfig:
     spec_augment: bool = True
     mix_probability: float = 0.3
     gain_db: float = 6.0
+    keyword_probability: float = 0.25  # how often a clip with keywords is shown one instead of a caption
 
 
 @dataclass
@@ -58,9 +61,17 @@ class History:
 @dataclass
 class _Prepared:
     features: list[torch.Tensor]  # per clip [frames, mels]
-    text_inputs: Any  # all captions, flat
-    caption_owner: np.ndarray  # caption index → clip index
+    text_inputs: Any  # all captions, then all keyword captions, flat
+    caption_owner: np.ndarray  # caption index → clip index (captions only)
     group: np.ndarray  # clip → positive-group id
+    keyword_of: np.ndarray  # caption index → keyword id, -1 for a clip's own captions
+    clip_keywords: np.ndarray  # [clips, keywords] bool: the clip carries the keyword
+    choices: list[np.ndarray]  # clip → indices of its own captions
+    keyword_choices: list[np.ndarray]  # clip → indices of its keyword captions
+
+    @property
+    def has_keywords(self) -> bool:
+        return bool(self.clip_keywords.shape[1])
 
 
 AudioSource = Callable[[Pair, int], np.ndarray]
@@ -76,7 +87,7 @@ def prepare(
     progress: Callable[[str], None] | None = None,
     source: AudioSource = decode_pair,
 ) -> _Prepared:
-    """Decode every clip at the model's rate and compute its log-mel; encode every caption."""
+    """Decode every clip at the model's rate and compute its log-mel; encode every caption and keyword."""
     features = []
     for i, pair in enumerate(pairs):
         features.append(trainable.features(source(pair, trainable.sample_rate)))
@@ -84,11 +95,39 @@ def prepare(
             progress(f"decoded {i}/{len(pairs)} clips")
     captions = [c for p in pairs for c in p.captions]
     owner = np.array([i for i, p in enumerate(pairs) for _ in p.captions], dtype=np.int64)
+    vocabulary = list(dict.fromkeys(k for p in pairs for k in p.keywords))
+    keyword_id = {k: n for n, k in enumerate(vocabulary)}
+    clip_keywords = np.zeros((len(pairs), len(vocabulary)), dtype=bool)
+    for i, p in enumerate(pairs):
+        clip_keywords[i, [keyword_id[k] for k in p.keywords]] = True
     if progress:
-        progress(f"encoding {len(captions)} captions")
+        progress(f"encoding {len(captions)} captions and {len(vocabulary)} keywords")
     keys = [p.classes if p.classes else (f"#{i}",) for i, p in enumerate(pairs)]
     ids = {k: n for n, k in enumerate(dict.fromkeys(keys))}
-    return _Prepared(features, trainable.text_inputs(captions), owner, np.array([ids[k] for k in keys]))
+    n_caps = len(captions)
+    return _Prepared(
+        features=features,
+        text_inputs=trainable.text_inputs(captions + vocabulary),
+        caption_owner=owner,
+        group=np.array([ids[k] for k in keys]),
+        keyword_of=np.concatenate([np.full(n_caps, -1), np.arange(len(vocabulary))]).astype(np.int64),
+        clip_keywords=clip_keywords,
+        choices=[np.flatnonzero(owner == i) for i in range(len(pairs))],
+        keyword_choices=[n_caps + np.array([keyword_id[k] for k in p.keywords], dtype=np.int64) for p in pairs],
+    )
+
+
+def positives_for(data: _Prepared, clips: np.ndarray, texts: np.ndarray) -> torch.Tensor:
+    """[clips, texts] bool: a caption is a positive of every clip in its owner's group; a keyword
+    caption of every clip carrying that keyword."""
+    keyword = data.keyword_of[texts]
+    is_caption = keyword < 0
+    owner = np.where(is_caption, data.caption_owner[np.where(is_caption, texts, 0)], -1)
+    by_group = data.group[clips][:, None] == np.where(is_caption, data.group[owner], -1)[None, :]
+    if not data.has_keywords:
+        return torch.from_numpy(by_group)
+    by_keyword = data.clip_keywords[clips][:, np.where(is_caption, 0, keyword)] & ~is_caption[None, :]
+    return torch.from_numpy(by_group | by_keyword)
 
 
 def split_pairs(pairs: Sequence[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
@@ -127,16 +166,23 @@ def _augment(
     return out
 
 
+def _pick_caption(data: _Prepared, clip: int, cfg: TrainConfig, rng: np.random.Generator) -> int:
+    keywords = data.keyword_choices[clip]
+    if len(keywords) and rng.random() < cfg.keyword_probability:
+        return int(rng.choice(keywords))
+    return int(rng.choice(data.choices[clip]))
+
+
 def contrastive_loss(
-    audio: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, groups: torch.Tensor
+    audio: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, positives: torch.Tensor
 ) -> torch.Tensor:
-    """Symmetric InfoNCE where every pair in the same group is a positive."""
+    """Symmetric InfoNCE over a batch of (audio i, text i) pairs where `positives[i, j]` marks every
+    text j that describes audio i (at least the diagonal)."""
     logits = scale * audio @ text.T
-    positives = (groups[:, None] == groups[None, :]).float()
     log_a2t = torch.log_softmax(logits, dim=1)
     log_t2a = torch.log_softmax(logits, dim=0)
-    loss_a2t = -(torch.logsumexp(log_a2t.masked_fill(positives == 0, -1e9), dim=1)).mean()
-    loss_t2a = -(torch.logsumexp(log_t2a.masked_fill(positives == 0, -1e9), dim=0)).mean()
+    loss_a2t = -(torch.logsumexp(log_a2t.masked_fill(~positives, -1e9), dim=1)).mean()
+    loss_t2a = -(torch.logsumexp(log_t2a.masked_fill(~positives, -1e9), dim=0)).mean()
     return (loss_a2t + loss_t2a) / 2
 
 
@@ -160,12 +206,27 @@ def validate(trainable: Trainable, data: _Prepared) -> dict[str, float]:
     )
     result = retrieval_metrics_from_embeddings(audio.numpy(), text.numpy(), data.caption_owner)
     t2a, a2t = result.text_to_audio, result.audio_to_text
-    return {
+    metrics = {
         "t2a_R@1": t2a.recall_at[1],
         "t2a_R@10": t2a.recall_at[10],
         "a2t_R@1": a2t.recall_at[1],
         "a2t_R@10": a2t.recall_at[10],
     }
+    if data.has_keywords:
+        # Zero-shot over the validation clips' keywords: is the best-scoring keyword one the clip carries?
+        keywords = trainable.text_embed(
+            trainable.select_text(data.text_inputs, torch.arange(n_caps, n_caps + data.clip_keywords.shape[1]))
+        )
+        best = (audio @ keywords.T).argmax(dim=1).numpy()
+        metrics["zeroshot"] = float(data.clip_keywords[np.arange(len(best)), best].mean())
+    return metrics
+
+
+def selection_score(metrics: dict[str, float]) -> float:
+    """What picks the best epoch: text→audio R@10, averaged with zero-shot accuracy where there are keywords."""
+    if "zeroshot" in metrics:
+        return (metrics["t2a_R@10"] + metrics["zeroshot"]) / 2
+    return metrics["t2a_R@10"]
 
 
 def train(
@@ -218,10 +279,10 @@ def train(
                 continue
             mels = torch.stack([_crop(tr.features[i], frames, rng) for i in idx])
             mels = _augment(mels, tr.features, frames, cfg, rng)
-            caption_idx = [int(rng.choice(np.flatnonzero(tr.caption_owner == i))) for i in idx]
+            caption_idx = np.array([_pick_caption(tr, i, cfg, rng) for i in idx])
             audio = trainable.audio_embed(mels)
-            text = trainable.text_embed(trainable.select_text(tr.text_inputs, torch.tensor(caption_idx)))
-            loss = contrastive_loss(audio, text, trainable.logit_scale(), torch.from_numpy(tr.group[idx]))
+            text = trainable.text_embed(trainable.select_text(tr.text_inputs, torch.from_numpy(caption_idx)))
+            loss = contrastive_loss(audio, text, trainable.logit_scale(), positives_for(tr, idx, caption_idx))
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(list(parameters(trainable)), 5.0)
@@ -234,8 +295,8 @@ def train(
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"), **metrics}
         record["seconds"] = time.perf_counter() - t0
         history.epochs.append(record)
-        if metrics["t2a_R@10"] > best:
-            best = metrics["t2a_R@10"]
+        if selection_score(metrics) > best:
+            best = selection_score(metrics)
             trainable.save(
                 out_dir / "best", {"trained_on": len(train_pairs), "config": asdict(cfg), "validation": record}
             )
@@ -255,14 +316,16 @@ def train(
             history.epochs,
             out_dir / "curves.png",
             loss_title="training loss",
-            metrics=("t2a_R@1", "t2a_R@10", "a2t_R@1", "a2t_R@10"),
+            metrics=tuple(k for k in ("t2a_R@1", "t2a_R@10", "a2t_R@1", "a2t_R@10", "zeroshot") if k in record),
             metrics_title="validation recall",
             ylim=(0, 1),
         )
         if progress:
             progress(
                 f"epoch {epoch + 1}/{cfg.epochs}: loss {record['loss']:.3f}, t2a R@10 {metrics['t2a_R@10']:.3f}, "
-                f"a2t R@10 {metrics['a2t_R@10']:.3f} ({record['seconds']:.0f} s)"
+                f"a2t R@10 {metrics['a2t_R@10']:.3f}"
+                + (f", zero-shot {metrics['zeroshot']:.3f}" if "zeroshot" in metrics else "")
+                + f" ({record['seconds']:.0f} s)"
             )
         if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
             break
