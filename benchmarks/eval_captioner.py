@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -25,7 +23,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("/work/data/heldout"), help="synthetic library folder")
     parser.add_argument("--captioner", type=Path, default=None, help="captioner folder (default: the shipped one)")
-    parser.add_argument("--train-cache", type=Path, default=Path("build/mini/clips-0-2000.pkl"))
+    parser.add_argument("--clip-cache", type=Path, default=Path("build/mini"), help="training.clips block caches")
+    parser.add_argument("--train-clips", type=int, default=2000, help="the captioner's training clips (seed 0)")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--no-meteor", action="store_true")
     parser.add_argument("--spice-dir", default=None)
@@ -41,6 +40,9 @@ def main() -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    from training.clips import rendered_clips
+
+    train = rendered_clips(0, args.train_clips, args.clip_cache, say=say)
     t0 = time.perf_counter()
     clips = load_caption_data(str(args.data))
     if args.limit:
@@ -54,7 +56,6 @@ def main() -> int:
     predictions = captioner.caption_clips(test_audio)
     caption_s = time.perf_counter() - t1
 
-    train: list[tuple[np.ndarray, tuple[str, ...], Any]] = pickle.loads(args.train_cache.read_bytes())
     say(f"nearest-neighbour baseline over {len(train)} training clips ...")
     train_emb = encoder.embed_audio([r[0] for r in train])
     test_emb = encoder.embed_audio(test_audio)

@@ -155,6 +155,8 @@ def run(
         Setting("linear, file pooling, random init", TrainConfig()),
         Setting("linear, file pooling, zero-shot init", TrainConfig(zero_shot_init=True)),
         Setting("linear, MIL pooling, random init", TrainConfig(pooling="mil")),
+        Setting("linear, MIL pooling, zero-shot init", TrainConfig(pooling="mil", zero_shot_init=True)),
+        Setting("linear, mean pooling, zero-shot init", TrainConfig(pooling="mean", zero_shot_init=True)),
         Setting("MLP 256, file pooling, random init", TrainConfig(hidden=256)),
     ]
     for k in shots:

@@ -1,8 +1,8 @@
 """Train the shipped offline captioner: `mini` encoder (frozen) + small decoder, on the synthetic library.
 
-Clips are synthesised in memory (`evaluation.synth.synthesize_clip`) in worker processes and cached as a
-pickle; training clips use seed 0 (the same cache `training.build_mini` writes, reused when present),
-validation clips seed 7, and the held-out benchmark library seed 2026, so no clip is shared.
+Clips are synthesised in memory (`training.clips`) in worker processes and cached in blocks; training
+clips use seed 0 (the same caches `training.build_mini` writes, reused when present), validation clips
+seed 7, and the held-out benchmark library seed 2026, so no clip is shared.
 
 Run:  .venv/bin/python -m captioning.build_default --out build/captioner --install
 then: .venv/bin/python -m benchmarks.eval_captioner --data /work/data/heldout --update-card
@@ -11,46 +11,16 @@ then: .venv/bin/python -m benchmarks.eval_captioner --data /work/data/heldout --
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import pickle
 import shutil
 import sys
 from pathlib import Path
-
-import numpy as np
 
 from captioning.data import CaptionClip
 from captioning.features import feature_extractor
 from captioning.model import DecodeConfig
 from captioning.store import MODEL_FILE, WEIGHTS_DIR
 from captioning.train import CaptionTrainConfig, train_captioner
-
-SAMPLE_RATE = 16_000  # mini's rate
-Rendered = tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]
-
-
-def _render(job: tuple[int, int, float]) -> Rendered:
-    from evaluation.synth import synthesize_clip
-    from indexer.audio import resample
-
-    seed, index, max_s = job
-    clip = synthesize_clip(seed, index, max_duration_s=max_s)
-    mono = clip.audio.mean(axis=1).astype(np.float32)
-    spec = clip.truth.spec
-    return resample(mono, spec.sample_rate, SAMPLE_RATE), tuple(clip.truth.captions), tuple(spec.classes)
-
-
-def synthesise(seed: int, n: int, cache: Path, workers: int, say: object = None) -> list[Rendered]:
-    """`n` clips of seed `seed` at 16 kHz with their captions, from `cache` when it exists."""
-    if cache.exists():
-        rendered: list[Rendered] = pickle.loads(cache.read_bytes())
-        return rendered
-    jobs = [(seed, i, 10.0) for i in range(n)]
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        rendered = pool.map(_render, jobs, chunksize=8)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(pickle.dumps(rendered))
-    return rendered
+from training.clips import SAMPLE_RATE, rendered_clips
 
 
 def main() -> int:
@@ -62,7 +32,7 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--encoder", default="mini")
-    parser.add_argument("--train-cache", type=Path, default=Path("build/mini/clips-0-2000.pkl"))
+    parser.add_argument("--clip-cache", type=Path, default=Path("build/mini"), help="training.clips block caches")
     parser.add_argument("--out", type=Path, default=Path("build/captioner"))
     parser.add_argument("--install", action="store_true", help=f"copy the best model into {WEIGHTS_DIR}")
     args = parser.parse_args()
@@ -75,11 +45,9 @@ def main() -> int:
     extractor = feature_extractor(load_encoder(args.encoder))
     if extractor.sample_rate != SAMPLE_RATE:
         raise SystemExit(f"{args.encoder} runs at {extractor.sample_rate} Hz; the clip caches are {SAMPLE_RATE} Hz")
-    train_cache = args.train_cache if args.train_cache.exists() else args.out / f"clips-0-{args.clips}.pkl"
-    say(f"training clips: {train_cache}")
-    train = synthesise(0, args.clips, train_cache, args.workers)[: args.clips]
-    say(f"validation clips (seed 7): {args.val_clips}")
-    val = synthesise(7, args.val_clips, args.out / f"clips-7-{args.val_clips}.pkl", args.workers)
+    say(f"training clips (seed 0): {args.clips}, validation clips (seed 7): {args.val_clips}")
+    train = rendered_clips(0, args.clips, args.clip_cache, workers=args.workers, say=say)
+    val = rendered_clips(7, args.val_clips, args.clip_cache, workers=args.workers, say=say)
     audio = {f"synth:0:{i}": r[0] for i, r in enumerate(train)} | {f"synth:7:{i}": r[0] for i, r in enumerate(val)}
     train_clips = [CaptionClip(f"synth:0:{i}", r[1]) for i, r in enumerate(train)]
     val_clips = [CaptionClip(f"synth:7:{i}", r[1]) for i, r in enumerate(val)]

@@ -294,6 +294,7 @@ def fit_tagger(
             "best_epoch": trained.best_epoch,
             "val_loss": round(trained.val_loss, 6),
             "zero_shot_init": prior is not None,
+            "weight_decay": trained.weight_decay,
             "config": asdict(config),
             "validation": {k: v for k, v in validation.to_dict().items() if k in ("accuracy", "macro_f1", "map")},
         },

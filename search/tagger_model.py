@@ -6,7 +6,9 @@ linear probe on unit vectors train at an ordinary learning rate.
 
 - Pooling: "file" scores the renormalised mean of a file's segment vectors; "mil" (multiple-instance)
   scores every segment and takes the per-class maximum logit over a file's segments, so a sound present
-  in one window of a long ambience still counts. Training and prediction share the same code path.
+  in one window of a long ambience still counts; "mean" averages the segments' probabilities, as the
+  zero-shot classifier does, so a zero-shot start equals it on long files too. Training and prediction
+  share the same code path.
 - Zero-shot initialisation: the zero-shot classifier of `search.zeroshot` *is* a linear head (single-label:
   softmax of `scale·cos(x, label)`; multi-label: sigmoid of `scale·(cos(x, label) − cos(x, null))`), so
   its weights start the linear part exactly, and the L2 penalty pulls toward them instead of toward zero:
@@ -22,14 +24,14 @@ import copy
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from indexer.types import FloatArray
-from search.tagger_config import TaggerError, TrainConfig
+from search.tagger_config import WEIGHT_DECAYS, TaggerError, TrainConfig
 from search.tagger_data import Bags, BoolArray
 
 DEFAULT_THRESHOLD = 0.5
@@ -85,11 +87,21 @@ def _centred_linear(layer: nn.Linear, x: torch.Tensor, centre: torch.Tensor, sca
     return nn.functional.linear(x, w, layer.bias - w @ centre)
 
 
-def pool_logits(logits: torch.Tensor, owners: torch.Tensor, n_files: int) -> torch.Tensor:
-    """Per-file logits: the maximum over each file's segments (identity for one vector per file)."""
-    index = owners[:, None].expand(-1, logits.shape[1])
-    empty = torch.full((n_files, logits.shape[1]), -torch.inf, dtype=logits.dtype)
-    return empty.scatter_reduce(0, index, logits, reduce="amax", include_self=False)
+def pool_logits(
+    logits: torch.Tensor, owners: torch.Tensor, n_files: int, pooling: str = "mil", multi_label: bool = False
+) -> torch.Tensor:
+    """Per-file logits from per-input logits ("file": one input per file, returned as it is). "mil": the
+    per-class maximum over a file's segments. "mean": the mean of the segments' probabilities, returned
+    as the logits whose softmax (sigmoid) gives it back: how the zero-shot classifier pools windows."""
+    if pooling != "mean":
+        index = owners[:, None].expand(-1, logits.shape[1])
+        empty = torch.full((n_files, logits.shape[1]), -torch.inf, dtype=logits.dtype)
+        return empty.scatter_reduce(0, index, logits, reduce="amax", include_self=False)
+    probs = to_probabilities(logits, multi_label)
+    sums = torch.zeros((n_files, logits.shape[1]), dtype=logits.dtype).index_add(0, owners, probs)
+    counts = torch.bincount(owners, minlength=n_files).clamp(min=1).to(logits.dtype)[:, None]
+    mean = (sums / counts).clamp(1e-7, 1 - 1e-7)
+    return torch.logit(mean) if multi_label else torch.log(mean)
 
 
 def head_inputs(bags: Bags, pooling: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +120,7 @@ def predict(head: Head, bags: Bags, pooling: str, multi_label: bool) -> FloatArr
     head.eval()
     with one_thread(), torch.inference_mode():
         x, owners = head_inputs(bags, pooling)
-        logits = pool_logits(head(x), owners, len(bags))
+        logits = pool_logits(head(x), owners, len(bags), pooling, multi_label)
         return to_probabilities(logits, multi_label).numpy()
 
 
@@ -125,6 +137,7 @@ class TrainedHead:
     train_index: np.ndarray
     val_index: np.ndarray
     val_scores: FloatArray
+    weight_decay: float  # the one trained with (chosen on validation when the config left it open)
 
 
 def check_class_counts(labels: tuple[str, ...], targets: BoolArray, minimum: int = 2) -> None:
@@ -187,6 +200,9 @@ class _Trainer:
             self.input_owners = np.arange(len(bags))
         self.head = Head(bags.vectors.shape[1], targets.shape[1], config.hidden, config.dropout)
 
+    def pool(self, logits: torch.Tensor, owners: torch.Tensor, n_files: int) -> torch.Tensor:
+        return pool_logits(logits, owners, n_files, self.config.pooling, self.config.multi_label)
+
     def loss(self, logits: torch.Tensor, soft_targets: torch.Tensor) -> torch.Tensor:
         if self.config.multi_label:
             return nn.functional.binary_cross_entropy_with_logits(logits, soft_targets)
@@ -246,8 +262,8 @@ class _Trainer:
             for start in range(0, len(order), cfg.batch_size):
                 files = torch.from_numpy(order[start : start + cfg.batch_size])
                 x, owners, y = self.batch(files, mix=cfg.mixup_alpha > 0)
-                loss = self.loss(pool_logits(head(x), owners, len(files)), y)
-                loss = loss + cfg.weight_decay * sum(((p - a) ** 2).sum() for p, a in anchors)
+                loss = self.loss(self.pool(head(x), owners, len(files)), y)
+                loss = loss + (cfg.weight_decay or 0.0) * sum(((p - a) ** 2).sum() for p, a in anchors)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -266,20 +282,22 @@ class _Trainer:
             if cfg.multi_label
             else np.zeros(val_targets.shape[1], dtype=np.float32)
         )
-        return TrainedHead(head, thresholds, epoch, best[1], best[0], train_index, val_index, val_scores)
+        return TrainedHead(
+            head, thresholds, epoch, best[1], best[0], train_index, val_index, val_scores, cfg.weight_decay or 0.0
+        )
 
     def _scores(self, files: torch.Tensor) -> FloatArray:
         self.head.eval()
         with torch.inference_mode():
             x, owners, _ = self.batch(files, mix=False)
-            logits = pool_logits(self.head(x), owners, len(files))
+            logits = self.pool(self.head(x), owners, len(files))
             return to_probabilities(logits, self.config.multi_label).numpy().astype(np.float32)
 
     def _val_loss(self, files: torch.Tensor) -> float:
         self.head.eval()
         with torch.inference_mode():
             x, owners, y = self.batch(files, mix=False)
-            return float(self.loss(pool_logits(self.head(x), owners, len(files)), y))
+            return float(self.loss(self.pool(self.head(x), owners, len(files)), y))
 
 
 def train_head(
@@ -294,10 +312,14 @@ def train_head(
     if prior is not None and prior.directions.shape != (len(labels), bags.vectors.shape[1]):
         raise ValueError(f"zero-shot prior of shape {prior.directions.shape} does not fit {len(labels)} labels")
     check_class_counts(labels, targets)
-    trainer = _Trainer(bags, targets, config, prior)
-    train_index, val_index = split_validation(targets, config.val_fraction, trainer.rng)
+    train_index, val_index = split_validation(targets, config.val_fraction, np.random.default_rng(config.seed))
+    decays = WEIGHT_DECAYS if config.weight_decay is None else (config.weight_decay,)
     with one_thread():
-        return trainer.run(train_index, val_index)
+        trained = [
+            _Trainer(bags, targets, replace(config, weight_decay=wd), prior).run(train_index, val_index)
+            for wd in decays
+        ]
+    return min(trained, key=lambda t: t.val_loss)
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,9 @@ def mini() -> Encoder:
 
 def test_loads_offline_through_the_protocol(mini: Encoder) -> None:
     assert isinstance(mini, Encoder)
-    assert (mini.model_id, mini.sample_rate, mini.window_seconds, mini.dim) == ("mini", 16_000, 10.0, 256)
+    assert mini.model_id.startswith("mini@")  # the shipped weights' version is part of the id
+    assert (mini.sample_rate, mini.window_seconds, mini.dim) == (16_000, 10.0, 256)
+    assert load_encoder(mini.model_id).model_id == mini.model_id
     text = mini.embed_text(["rain on a tin roof", "a siren"])
     audio = mini.embed_audio([np.zeros(8_000, dtype=np.float32) + 0.01, np.ones(400_000, dtype=np.float32) * 0.1])
     for emb in (text, audio):
@@ -37,3 +41,15 @@ def test_recognises_unseen_synthetic_sounds(mini: Encoder) -> None:
     predictions = classifier.predict_vectors(truth, mini.embed_audio(clips), np.arange(len(clips)))
     accuracy = np.mean([p.scores[0][0] == t for p, t in zip(predictions, truth, strict=True)])
     assert accuracy >= 0.7, accuracy
+
+
+def test_vectors_of_other_mini_weights_are_refused(mini: Encoder, tmp_path: Path) -> None:
+    from indexer.catalog import Catalog, CatalogError
+    from indexer.errors import EncoderLoadError
+
+    with pytest.raises(EncoderLoadError, match="reindex --model mini"):
+        load_encoder("mini@0")
+    with Catalog.open(tmp_path) as catalog:
+        catalog.bind_model("mini", mini.dim, 10.0, 5.0)  # a catalog made with the unversioned first weights
+        with pytest.raises(CatalogError, match="reindex"):
+            catalog.load_encoder()

@@ -67,10 +67,21 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     p.add_argument("--multi-label", action="store_true", help="several labels per file (sigmoid + BCE)")
     p.add_argument("--hidden", type=int, default=d.hidden, metavar="N", help="0: linear head; N: plus an MLP")
-    p.add_argument("--pooling", choices=POOLINGS, default=d.pooling, help="file: mean vector; mil: max over segments")
+    p.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        default=d.pooling,
+        help="file: mean vector; mil: max over segments; mean: mean of segment scores",
+    )
     p.add_argument("--zero-shot-init", action="store_true", help="start from the label names' text embeddings")
     p.add_argument("--epochs", type=int, default=d.max_epochs, metavar="N", help="most epochs (early stopping)")
     p.add_argument("--mixup", type=float, default=d.mixup_alpha, metavar="ALPHA", help="mixup Beta(α, α); 0: off")
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        metavar="L2",
+        help="how strongly the head is held to its start (default: chosen on the validation split)",
+    )
     p.add_argument("--val-fraction", type=float, default=d.val_fraction, metavar="F", help="validation split")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--model", help="model spec for --zero-shot-init (default: the catalog's model)")
@@ -86,6 +97,7 @@ def _config(args: argparse.Namespace) -> Any:
         zero_shot_init=args.zero_shot_init,
         max_epochs=args.epochs,
         mixup_alpha=args.mixup,
+        weight_decay=args.weight_decay,
         val_fraction=args.val_fraction,
         seed=args.seed,
     )

@@ -58,8 +58,16 @@ def load_encoder(spec: str, device: str | None = None, *, batch_size: int | None
     spec = spec.strip()
     if not spec:
         raise EncoderLoadError("empty model spec: give a model name, a directory or a checkpoint path")
-    if spec in BUILTIN_ENCODERS:
-        return BUILTIN_ENCODERS[spec](device, batch_size)
+    name, _, version = spec.partition("@")
+    if name in BUILTIN_ENCODERS:
+        encoder = BUILTIN_ENCODERS[name](device, batch_size)
+        # A built-in's id carries its weights' version ("mini@2"): vectors from other weights never mix.
+        if version and encoder.model_id != spec:
+            raise EncoderLoadError(
+                f"model {spec!r} is not available: this soundsearch ships {encoder.model_id!r}; rebuild the "
+                f"catalog's vectors with `soundsearch reindex --model {name}`"
+            )
+        return encoder
     path = Path(spec).expanduser()
     if path.suffix.lower() in CHECKPOINT_SUFFIXES:
         if not path.is_file():
