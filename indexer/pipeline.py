@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
+from threadpoolctl import threadpool_limits
 
 from indexer import fulltext
 from indexer.audio import AudioInfo, probe, stream_audio
@@ -42,6 +43,7 @@ from indexer.schema import FileRow, Root, SegmentRow, utcnow
 from indexer.windows import Window, WindowSpec, iter_windows
 
 log = logging.getLogger(__name__)
+CPU_DECODERS = 2  # decoder threads beside a CPU model: see _EmbedRun._messages and benchmarks/bench_index.py
 
 HASH_BLOCK = 1 << 20
 
@@ -78,11 +80,17 @@ class IndexSummary:
 
 @dataclass(frozen=True)
 class IndexOptions:
-    workers: int | None = None  # decoder threads; None: inline on a CPU model, 4 threads on a GPU one
+    workers: int | None = None  # decoder threads (0: decode inline); None: see `workers_for`
     commit_every_files: int = 64
     commit_every_s: float = 15.0
     save_index_every_s: float = 120.0
     force: bool = False  # re-embed every file (used by reindex)
+
+    def workers_for(self, device: str) -> int:
+        """Decoder threads for a model on `device`: as asked, else CPU_DECODERS on a CPU, 4 on a GPU."""
+        if self.workers is not None:
+            return self.workers
+        return CPU_DECODERS if device == "cpu" else 4
 
 
 class Progress:
@@ -121,7 +129,10 @@ def index_paths(
     summary = IndexSummary()
     with _run_lock(catalog.home):
         jobs = _plan(catalog, root_paths, summary, force=opts.force)
-        _EmbedRun(catalog, encoder, spec, opts, summary, progress).run(jobs)
+        # numpy's BLAS (the resampler's GEMM) gets one thread: its idle threads otherwise spin on the
+        # cores torch's threads need, and every batch after a decode ran 10-20 % slower (bench_index).
+        with threadpool_limits(1, user_api="blas"):
+            _EmbedRun(catalog, encoder, spec, opts, summary, progress).run(jobs)
         catalog.save_index()
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -325,7 +336,7 @@ class _EmbedRun:
         self.progress = progress
         self.batch_size = int(getattr(encoder, "batch_size", 8))
         device = getattr(getattr(encoder, "device", None), "type", "cpu")
-        self.workers = opts.workers if opts.workers is not None else (0 if device == "cpu" else 4)
+        self.workers = opts.workers_for(device)
         # Bounded: decoders stay a few batches ahead of the model and memory stays flat on long files.
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=4 * self.batch_size)
         self.ready: list[_Decoded] = []
@@ -356,12 +367,11 @@ class _EmbedRun:
             self.progress.finish()
 
     def _messages(self, jobs: list[_Job]) -> Iterator[tuple[_Decoded, Window] | _End]:
-        """Decoded windows in file order, from worker threads or, with `workers=0`, inline.
+        """Decoded windows, from decoder threads or, with `workers=0`, inline.
 
-        Inline is the right choice when the model itself runs on the CPU: decoding costs a few per cent
-        of inference there, and decoder threads competing with torch's threads for the same cores slow
-        inference down by more than they hide (benchmarks/bench_index.py). With a GPU doing inference,
-        worker threads keep it fed.
+        Threads keep the model fed on a GPU, and on a CPU too once numpy's BLAS is kept to one thread
+        (`index_paths`): two decoder threads then hide decoding entirely behind inference on two cores
+        (benchmarks/bench_index.py: 99 % of the bare encoder's throughput, inline decoding 92 %).
         """
         if self.workers <= 0:
             for job in jobs:

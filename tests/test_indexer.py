@@ -316,3 +316,23 @@ def test_indexing_a_subfolder_of_an_indexed_root(tmp_path: Path, encoder: Encode
         assert index_paths(catalog, encoder, [lib / "sub"]).removed == 1
         assert [f.path.name for f in catalog.files()] == ["top.wav"]
         assert_index_agrees(catalog)
+
+
+def test_numpy_blas_keeps_to_one_thread_while_the_model_runs(tmp_path: Path, encoder: Encoder) -> None:
+    """Idle BLAS threads spinning beside torch's made every batch after a decode slower (bench_index)."""
+    from threadpoolctl import threadpool_info
+
+    seen: list[int] = []
+
+    class Recording:
+        def __getattr__(self, name: str) -> object:
+            return getattr(encoder, name)
+
+        def embed_audio(self, clips: list[np.ndarray]) -> np.ndarray:
+            seen.extend(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+            return encoder.embed_audio(clips)
+
+    sf.write(tmp_path / "a.wav", tone_mix(2.0, 16_000), 16_000)
+    with Catalog.open(tmp_path / "home") as catalog:
+        index_paths(catalog, Recording(), [tmp_path])  # type: ignore[arg-type]
+    assert seen and set(seen) == {1}

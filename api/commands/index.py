@@ -15,7 +15,10 @@ def register(sub: Any) -> None:
     p.add_argument("--model", help="model spec for a new catalog (default: the catalog's own model)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument(
-        "--workers", type=int, default=None, help="decoder threads (default: decode inline when the model runs on CPU)"
+        "--workers",
+        type=int,
+        default=None,
+        help="decoder threads (0: decode inline; default: 2 beside a CPU model, 4 beside a GPU)",
     )
     p.add_argument("--commit-every", type=int, default=64, metavar="N", help="files per transaction (default: 64)")
     p.add_argument("--caption", action="store_true", help="write a caption for every new or changed file")
