@@ -1,7 +1,7 @@
 """Search latency on a large catalog, and library-wide zero-shot classification from stored vectors.
 
-Catalog: N files × 2 segments of random unit vectors (512-d) written straight into the database (the
-index side does not care where vectors come from), with UCS-like file names for the text index.
+Catalog: N files × 2 segments of clustered random unit vectors (512-d, `bench_ann.Mixture`, queries drawn
+from the same mixture) written straight into the database, with UCS-like file names for the text index.
 Measures, per query, `Engine.search` end to end with the query embedding cached (that is, excluding
 the embedding, which is reported separately for an HTSAT/RoBERTa-sized random CLAP), in every mode and
 with a broad and a selective filter, on an exact index and on the index the catalog picks for its size
@@ -18,6 +18,7 @@ import argparse
 import statistics
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -27,6 +28,7 @@ import numpy as np
 from sqlalchemy import insert
 
 from benchmarks._common import machine
+from benchmarks.bench_ann import Mixture, clustered_vectors
 from indexer.catalog import Catalog, vector_to_bytes
 from indexer.index_choice import IndexPolicy
 from indexer.schema import FileRow, Root, SegmentRow
@@ -43,7 +45,8 @@ BROAD = Filters(formats=("wav",), min_duration_s=5)
 
 
 class RandomTextEncoder:
-    """Text side for the latency runs: a fixed random vector per string (embedding cost excluded)."""
+    """Text side for the latency runs: a fixed vector per string, drawn from the catalog's mixture (a
+    query lands among the sounds, as a real one does); the embedding cost is excluded."""
 
     model_id = "bench-random"
     sample_rate = 48_000
@@ -51,9 +54,11 @@ class RandomTextEncoder:
     dim = DIM
     logit_scale = 100.0
 
+    def __init__(self, n_segments: int = 1000) -> None:
+        self.mixture = Mixture(n_segments, DIM)
+
     def embed_text(self, texts: list[str]) -> np.ndarray:
-        out = np.stack([np.random.default_rng(abs(hash(t)) % 2**32).standard_normal(DIM) for t in texts])
-        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+        return np.concatenate([self.mixture.draw(1, stream=zlib.crc32(t.encode()), kind=3) for t in texts])
 
     def embed_audio(self, clips: list[np.ndarray]) -> np.ndarray:
         raise NotImplementedError
@@ -67,10 +72,9 @@ def build(
     dim: int = DIM,
     policy: IndexPolicy | None = None,
 ) -> Catalog:
-    """A catalog of `n_files` × 2 segments of random unit vectors, written straight into the database
+    """A catalog of `n_files` × 2 segments of clustered random unit vectors, written straight into the database
     (UCS-like names for the full-text side), bound to `model_id` of dimension `dim`. The vector index
     is the one `policy` (default: the product's) picks for that size, built before this returns."""
-    gen = np.random.default_rng(0)
     catalog = Catalog.open(home)
     if policy is not None:
         catalog.index_policy = policy
@@ -96,8 +100,7 @@ def build(
                 }
             )
         s.execute(insert(FileRow), files)
-        vectors = gen.standard_normal((2 * n_files, dim)).astype(np.float32)
-        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = clustered_vectors(2 * n_files, dim)
         segs = [
             {
                 "file_id": j // 2 + 1,
@@ -165,7 +168,7 @@ def main() -> None:
         for name, policy in (("exact", IndexPolicy(exact_max_bytes=1 << 62)), ("chosen", None)):
             catalog = build(Path(tmp) / name, args.files, policy=policy)
             label = f"{catalog.index.kind} ({catalog.index.count()} segments)"
-            engine = Engine(catalog, RandomTextEncoder())  # type: ignore[arg-type]
+            engine = Engine(catalog, RandomTextEncoder(catalog.index.count()))  # type: ignore[arg-type]
             for case, kwargs in cases:
                 for q in queries:
                     engine.search(q, 20, **kwargs)  # warm: embeddings cached

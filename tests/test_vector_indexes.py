@@ -190,3 +190,21 @@ def test_accelerated_index_answers_like_the_cpu_index(data: dict[str, np.ndarray
     approx.set_search_param(1)
     assert approx.accelerate("cpu") == "torch"
     np.testing.assert_array_equal(approx.search(q, 10)[1], data["truth_eval"])
+
+
+def test_flat_single_query_scan_equals_faiss_search() -> None:
+    """Few-query exact searches run as one BLAS product over FAISS's storage: same ids and scores."""
+    gen = np.random.default_rng(3)
+    vectors = gen.standard_normal((3000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = create_index(32)
+    index.add(np.arange(5000, 8000), vectors)
+    index.remove(np.arange(5000, 8000, 7))  # compaction moves rows: ids must follow their vectors
+    for k in (1, 10, 3000):
+        queries = vectors[:3] + 0.05 * gen.standard_normal((3, 32)).astype(np.float32)
+        fast_scores, fast_ids = index.search(queries, k)
+        faiss_scores, faiss_ids = index._search(queries, k)
+        np.testing.assert_array_equal(fast_ids, faiss_ids)
+        found = fast_ids >= 0  # k beyond the vectors: id -1 on both sides, -inf here
+        np.testing.assert_allclose(fast_scores[found], faiss_scores[found], atol=1e-5)
+        assert np.all(np.isneginf(fast_scores[~found]))
