@@ -5,7 +5,7 @@ person can read. The rules (after autofaiss's `get_optimal_index_keys_v2`, adapt
 that must also serve filtered queries):
 
 1. **Exact** (`IDMap2,Flat`) while a query scans at most `exact_max_bytes` (100 MB: ≈ 49 000 vectors of
-   512-d, ≈ 15 ms per query on a 2-core CPU) and it fits the budget.
+   512-d, ≈ 4 ms per query on a 2-core CPU) and it fits the budget.
 2. **HNSW** (`IDMap2,HNSW32`) up to `hnsw_max_vectors` (500 000) when its ≈ 2.4 KB/vector fit: the fastest
    queries, but the graph is slow to build on a CPU and cannot delete (tombstones until a rebuild).
 3. **IVF** with `nlist = 2^round(log2(4·√n))` lists (an HNSW coarse quantizer from 16 384 lists), trained
