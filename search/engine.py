@@ -260,13 +260,14 @@ class Engine:
     def _text_ranking(self, parsed: ParsedText, k: int, filt: FileFilter | None, exclude: int | None) -> list[_Ranked]:
         limit = max(4 * k, 200)
         rows = self.catalog.text.search(parsed.positive, limit, exclude=parsed.negative)
-        passing = filt.passing(fid for fid, _ in rows) if filt is not None else None
-        if filt is not None and len(rows) == limit and sum(fid in passing for fid, _ in rows) < k + 1:
+        if filt is None:
+            return [_Ranked(fid, score) for fid, score in rows if fid != exclude][:k]
+        passing = filt.passing(fid for fid, _ in rows)
+        if len(rows) == limit and len(passing) <= k:  # k + the excluded file may not be among them
             # A selective filter: rank every match (cheap, in memory) against every passing file.
             rows = self.catalog.text.search(parsed.positive, self.catalog.text.size(), exclude=parsed.negative)
             passing = filt.all_files()
-        ranked = [_Ranked(fid, score) for fid, score in rows if fid != exclude and (passing is None or fid in passing)]
-        return ranked[:k]
+        return [_Ranked(fid, score) for fid, score in rows if fid != exclude and fid in passing][:k]
 
     def _fused(self, vector_list: list[_Ranked], text_list: list[_Ranked], k: int) -> list[Hit]:
         fused: dict[int, float] = {}

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from indexer.catalog import Catalog
@@ -213,3 +214,34 @@ def test_cli_search_classify_and_errors(tmp_path: Path) -> None:
     ):
         result = _cli(*bad)
         assert result.returncode == 2 and "error:" in result.stderr, bad
+
+
+@pytest.mark.parametrize(
+    ("filters", "postfilter_fetch"),
+    [(Filters(folder="glass"), 40), (Filters(folder="glass"), 1 << 30), (Filters(formats=("wav",)), 2048)],
+    ids=["selective: among the passing files", "selective: candidates checked", "broad: every file passes"],
+)
+def test_filtered_vector_search_equals_brute_force_over_passing_files(
+    tmp_path: Path, filters: Filters, postfilter_fetch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks.bench_search import RandomTextEncoder, build
+    from indexer.index_choice import IndexPolicy
+
+    monkeypatch.setattr("search.engine.POSTFILTER_FETCH", postfilter_fetch)  # which strategy the search takes
+    catalog = build(tmp_path / "big", 3000, policy=IndexPolicy(exact_max_bytes=1 << 62))
+    encoder = RandomTextEncoder(catalog.index.count())
+    engine = Engine(catalog, encoder)  # type: ignore[arg-type]
+    seg_ids, owners = catalog.segment_owners()
+    vectors = catalog.vectors(seg_ids)
+    paths = catalog.paths(sorted(set(owners.tolist())))
+    passing = {fid for fid, p in paths.items() if filters.folder is None or f"/{filters.folder}/" in p}
+    for query in ("glass door", "rain wind impact"):
+        hits = engine.search(query, 20, mode="vector", filters=filters)
+        scores = vectors @ encoder.embed_text([query])[0]
+        best: dict[int, float] = {}
+        for i in np.argsort(-scores):
+            fid = int(owners[i])
+            if fid in passing and fid not in best:
+                best[fid] = float(scores[i])
+        assert [h.file_id for h in hits] == list(best)[:20]
+    catalog.close()
