@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import re
 import threading
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 from indexer.schema import FileRow, Setting, TagRow
 
 GENERATION_KEY = "text_generation"
-_WORD = re.compile(r"[\w']+", re.UNICODE)
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits: "_", "'" and the rest separate words
 _K1, _B = 1.2, 0.75
 MIN_PREFIX = 4  # shorter words match whole words only: a prefix "do" would match everything
 
@@ -70,8 +71,11 @@ STOPWORDS = frozenset(
 )
 
 
-def query_words(query: str) -> list[str]:
-    return [w.lower() for w in _WORD.findall(query)]
+def query_words(text: str) -> list[str]:
+    """Words as SQLite FTS5's unicode61 tokenizer makes them (`remove_diacritics 2`): split on anything
+    but letters and digits ("dog_bark", "dog's" → "dog" ...), accents removed, case folded."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return [w.casefold() for w in _WORD.findall(plain)]
 
 
 def ensure(conn: Connection) -> None:
@@ -155,7 +159,7 @@ class TextIndex:
         are left out."""
         words = [w for w in dict.fromkeys(query_words(query)) if w not in STOPWORDS]
         n = len(self.file_ids)
-        if not words or n == 0:
+        if not words or n == 0 or limit <= 0:
             return []
         avg = float(self.lengths.mean()) or 1.0
         norm = _K1 * (1 - _B + _B * self.lengths / avg)
@@ -185,26 +189,39 @@ class TextIndex:
 
 
 class TextSearcher:
-    """A catalog's text ranking: one `TextIndex`, rebuilt when the catalog's text generation moves."""
+    """A catalog's text ranking: one `TextIndex`, rebuilt when the catalog's text generation moves.
+
+    One thread rebuilds at a time, outside the readers' way: while it does, other threads keep being
+    served the previous index (an indexing run moves the token at every commit), and only a searcher
+    with no index yet waits. The thread that saw the token move rebuilds before it answers, so a
+    process always sees its own writes.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._lock = threading.Lock()
-        self._index: TextIndex | None = None
-        self._generation: str | None = None
+        self._build = threading.Lock()
+        self._state: tuple[str | None, TextIndex] | None = None  # (token, index), swapped as one
 
     def index(self) -> TextIndex:
-        with self._lock, self.engine.connect() as conn:
+        with self.engine.connect() as conn:
             current = generation(conn)
-            if self._index is None or current != self._generation:
-                # The token is read before the words: the index is never older than its token (at
-                # worst newer, and then rebuilt once more).
-                self._index, self._generation = TextIndex.build(bodies(conn)), current
-            return self._index
+            state = self._state
+            if state is not None and state[0] == current:
+                return state[1]
+            if state is not None and not self._build.acquire(blocking=False):
+                return state[1]  # another thread is rebuilding: the previous index serves meanwhile
+            if state is None:
+                self._build.acquire()
+            try:
+                state = self._state
+                if state is None or state[0] != current:
+                    # The token is read before the words: the index is never older than its token (at
+                    # worst newer, and then rebuilt once more).
+                    state = (current, TextIndex.build(bodies(conn)))
+                    self._state = state
+                return state[1]
+            finally:
+                self._build.release()
 
     def search(self, query: str, limit: int, *, exclude: Sequence[str] = ()) -> list[tuple[int, float]]:
         return self.index().search(query, limit, exclude=exclude)
-
-    def size(self) -> int:
-        """Files in the index: a limit that returns every match."""
-        return max(len(self.index().file_ids), 1)

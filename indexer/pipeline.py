@@ -131,6 +131,7 @@ def index_paths(
         jobs = _plan(catalog, root_paths, summary, force=opts.force)
         # numpy's BLAS (the resampler's GEMM) gets one thread: its idle threads otherwise spin on the
         # cores torch's threads need, and every batch after a decode ran 10-20 % slower (bench_index).
+        # The limit is process-wide while the run lasts (other threads' numpy products included).
         with threadpool_limits(1, user_api="blas"):
             _EmbedRun(catalog, encoder, spec, opts, summary, progress).run(jobs)
         catalog.save_index()
@@ -369,9 +370,10 @@ class _EmbedRun:
     def _messages(self, jobs: list[_Job]) -> Iterator[tuple[_Decoded, Window] | _End]:
         """Decoded windows, from decoder threads or, with `workers=0`, inline.
 
-        Threads keep the model fed on a GPU, and on a CPU too once numpy's BLAS is kept to one thread
-        (`index_paths`): two decoder threads then hide decoding entirely behind inference on two cores
-        (benchmarks/bench_index.py: 99 % of the bare encoder's throughput, inline decoding 92 %).
+        Threads keep the model fed on a GPU. On a CPU, once numpy's BLAS is kept to one thread
+        (`index_paths`), threads and inline decoding both reach 92-100 % of the bare encoder's throughput
+        on two cores (benchmarks/bench_index.py; the difference is within the machine's drift).
+        A decoder thread that dies with an unexpected error fails the run, as an inline decode would.
         """
         if self.workers <= 0:
             for job in jobs:
@@ -380,30 +382,50 @@ class _EmbedRun:
         pending = queue.Queue[_Job]()
         for job in jobs:
             pending.put(job)
+        stop = threading.Event()
         workers = [
-            threading.Thread(target=self._decode_worker, args=(pending,), daemon=True, name=f"decode-{i}")
+            threading.Thread(target=self._decode_worker, args=(pending, stop), daemon=True, name=f"decode-{i}")
             for i in range(min(self.workers, len(jobs)))
         ]
         for w in workers:
             w.start()
         running = len(workers)
-        while running:
-            item = self.queue.get()
-            if item is _DONE:
-                running -= 1
-            else:
-                yield item
+        try:
+            while running:
+                item = self.queue.get()
+                if item is _DONE:
+                    running -= 1
+                elif isinstance(item, BaseException):
+                    raise item  # a decoder thread died: the run fails as an inline decode would
+                else:
+                    yield item
+        finally:
+            stop.set()  # the run ended or failed: decoders waiting to hand over windows give up
 
-    def _decode_worker(self, pending: queue.Queue[_Job]) -> None:
+    def _decode_worker(self, pending: queue.Queue[_Job], stop: threading.Event) -> None:
         # Workers only send messages; all bookkeeping happens on the main thread.
-        while True:
+        try:
+            while not stop.is_set():
+                try:
+                    job = pending.get_nowait()
+                except queue.Empty:
+                    return
+                for message in self._decode(job):
+                    if not self._hand_over(message, stop):
+                        return
+        except BaseException as exc:  # anything _decode does not turn into a per-file error
+            self._hand_over(exc, stop)
+        finally:
+            self._hand_over(_DONE, stop)
+
+    def _hand_over(self, item: Any, stop: threading.Event) -> bool:
+        while not stop.is_set():
             try:
-                job = pending.get_nowait()
-            except queue.Empty:
-                self.queue.put(_DONE)
-                return
-            for message in self._decode(job):
-                self.queue.put(message)
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _decode(self, job: _Job) -> Iterator[tuple[_Decoded, Window] | _End]:
         """A file's windows, one message each, then its `_End`."""

@@ -259,13 +259,14 @@ class Engine:
 
     def _text_ranking(self, parsed: ParsedText, k: int, filt: FileFilter | None, exclude: int | None) -> list[_Ranked]:
         limit = max(4 * k, 200)
-        rows = self.catalog.text.search(parsed.positive, limit, exclude=parsed.negative)
+        index = self.catalog.text.index()  # one snapshot for both passes
+        rows = index.search(parsed.positive, limit, exclude=parsed.negative)
         if filt is None:
             return [_Ranked(fid, score) for fid, score in rows if fid != exclude][:k]
         passing = filt.passing(fid for fid, _ in rows)
         if len(rows) == limit and len(passing) <= k:  # k + the excluded file may not be among them
             # A selective filter: rank every match (cheap, in memory) against every passing file.
-            rows = self.catalog.text.search(parsed.positive, self.catalog.text.size(), exclude=parsed.negative)
+            rows = index.search(parsed.positive, len(index.file_ids), exclude=parsed.negative)
             passing = filt.all_files()
         return [_Ranked(fid, score) for fid, score in rows if fid != exclude and fid in passing][:k]
 

@@ -97,11 +97,22 @@ def pool_logits(
         index = owners[:, None].expand(-1, logits.shape[1])
         empty = torch.full((n_files, logits.shape[1]), -torch.inf, dtype=logits.dtype)
         return empty.scatter_reduce(0, index, logits, reduce="amax", include_self=False)
-    probs = to_probabilities(logits, multi_label)
-    sums = torch.zeros((n_files, logits.shape[1]), dtype=logits.dtype).index_add(0, owners, probs)
-    counts = torch.bincount(owners, minlength=n_files).clamp(min=1).to(logits.dtype)[:, None]
-    mean = (sums / counts).clamp(1e-7, 1 - 1e-7)
-    return torch.logit(mean) if multi_label else torch.log(mean)
+    log_n = torch.log(torch.bincount(owners, minlength=n_files).clamp(min=1).to(logits.dtype))[:, None]
+    # In log space: a mean of saturated probabilities keeps its gradient (a clamp would zero it).
+    if not multi_label:  # log of the mean softmax: softmax of it gives the mean back
+        return _scatter_logsumexp(torch.log_softmax(logits, dim=1), owners, n_files) - log_n
+    log_p = _scatter_logsumexp(nn.functional.logsigmoid(logits), owners, n_files) - log_n
+    log_q = _scatter_logsumexp(nn.functional.logsigmoid(-logits), owners, n_files) - log_n
+    return log_p - log_q  # logit of the mean sigmoid
+
+
+def _scatter_logsumexp(values: torch.Tensor, owners: torch.Tensor, n_files: int) -> torch.Tensor:
+    """Per file, log Σ exp(values) over its rows."""
+    index = owners[:, None].expand(-1, values.shape[1])
+    empty = torch.full((n_files, values.shape[1]), -torch.inf, dtype=values.dtype)
+    peak = empty.scatter_reduce(0, index, values, reduce="amax", include_self=False).detach()
+    sums = torch.zeros_like(peak).index_add(0, owners, torch.exp(values - peak[owners]))
+    return peak + torch.log(sums)
 
 
 def head_inputs(bags: Bags, pooling: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -94,3 +94,13 @@ def test_another_handles_writes_are_seen_by_the_next_query(tmp_path: Path) -> No
         assert [fid for fid, _ in reader.text.search("storm", 5)] == [1]
         index = reader.text.index()
         assert reader.text.index() is index  # nothing changed: no rebuild
+
+
+def test_words_split_like_fts5_unicode61() -> None:
+    """Underscores and apostrophes separate words, accents and case do not matter."""
+    index = TextIndex.build({1: "dog_bark in the café", 2: "the dog's bowl", 3: "ÉCOLE bell"})
+    assert {fid for fid, _ in index.search("bark", 5)} == {1}
+    assert {fid for fid, _ in index.search("dog", 5)} == {1, 2}
+    assert {fid for fid, _ in index.search("cafe", 5)} == {1}
+    assert {fid for fid, _ in index.search("école", 5)} == {3}
+    assert index.search("dog", 0) == []

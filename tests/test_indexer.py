@@ -336,3 +336,34 @@ def test_numpy_blas_keeps_to_one_thread_while_the_model_runs(tmp_path: Path, enc
     with Catalog.open(tmp_path / "home") as catalog:
         index_paths(catalog, Recording(), [tmp_path])  # type: ignore[arg-type]
     assert seen and set(seen) == {1}
+
+
+def test_a_decoder_thread_failure_fails_the_run_instead_of_hanging(
+    tmp_path: Path, encoder: Encoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from indexer.pipeline import IndexOptions, _EmbedRun
+
+    for i in range(4):
+        sf.write(tmp_path / f"s{i}.wav", tone_mix(1.0, 16_000, seed=i), 16_000)
+
+    def broken(self: _EmbedRun, job: object) -> object:
+        raise ValueError("resampler exploded")
+        yield  # a generator, as the real one
+
+    monkeypatch.setattr(_EmbedRun, "_decode", broken)
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with Catalog.open(tmp_path / "home") as catalog:
+                index_paths(catalog, encoder, [tmp_path], options=IndexOptions(workers=2))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert not thread.is_alive(), "indexing hung on a dead decoder thread"
+    assert len(outcome) == 1 and "resampler exploded" in str(outcome[0])

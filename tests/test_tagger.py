@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from api.cli import main
 from indexer.catalog import Catalog
@@ -376,3 +377,22 @@ def test_weight_decay_left_open_is_chosen_by_validation_loss(home: Path, library
     assert chosen.weight_decay == best
     assert chosen.val_loss == pytest.approx(fixed[best].val_loss)
     np.testing.assert_array_equal(chosen.val_index, fixed[best].val_index)  # one split for every candidate
+
+
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_mean_pooling_is_the_mean_probability_and_learns_from_confident_mistakes(multi_label: bool) -> None:
+    from search.tagger_model import pool_logits, to_probabilities
+
+    logits = torch.tensor([[20.0, -20.0], [18.0, -17.0], [1.0, 2.0]], requires_grad=True)
+    owners = torch.tensor([0, 0, 1])
+    pooled = pool_logits(logits, owners, 2, "mean", multi_label)
+    per_segment = to_probabilities(logits, multi_label).detach()
+    expected = torch.stack([per_segment[:2].mean(dim=0), per_segment[2]])
+    torch.testing.assert_close(to_probabilities(pooled, multi_label).detach(), expected)
+    targets = torch.tensor([[0.0, 1.0], [0.0, 1.0]])
+    if multi_label:
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(pooled, targets)
+    else:
+        loss = -(targets * torch.log_softmax(pooled, dim=1)).sum(dim=1).mean()
+    loss.backward()
+    assert logits.grad is not None and float(logits.grad[:2].abs().sum()) > 0.1  # saturated, still learning

@@ -218,7 +218,8 @@ def validate(trainable: Trainable, data: _Prepared) -> dict[str, float]:
             trainable.select_text(data.text_inputs, torch.arange(n_caps, n_caps + data.clip_keywords.shape[1]))
         )
         best = (audio @ keywords.T).argmax(dim=1).numpy()
-        metrics["zeroshot"] = float(data.clip_keywords[np.arange(len(best)), best].mean())
+        labelled = data.clip_keywords.any(axis=1)  # clips without keywords have no right answer
+        metrics["zeroshot"] = float(data.clip_keywords[np.arange(len(best)), best][labelled].mean())
     return metrics
 
 
