@@ -94,9 +94,7 @@ def pool_logits(
     per-class maximum over a file's segments. "mean": the mean of the segments' probabilities, returned
     as the logits whose softmax (sigmoid) gives it back: how the zero-shot classifier pools windows."""
     if pooling != "mean":
-        index = owners[:, None].expand(-1, logits.shape[1])
-        empty = torch.full((n_files, logits.shape[1]), -torch.inf, dtype=logits.dtype)
-        return empty.scatter_reduce(0, index, logits, reduce="amax", include_self=False)
+        return _scatter_max(logits, owners, n_files)
     log_n = torch.log(torch.bincount(owners, minlength=n_files).clamp(min=1).to(logits.dtype))[:, None]
     # In log space: a mean of saturated probabilities keeps its gradient (a clamp would zero it).
     if not multi_label:  # log of the mean softmax: softmax of it gives the mean back
@@ -106,11 +104,16 @@ def pool_logits(
     return log_p - log_q  # logit of the mean sigmoid
 
 
-def _scatter_logsumexp(values: torch.Tensor, owners: torch.Tensor, n_files: int) -> torch.Tensor:
-    """Per file, log Σ exp(values) over its rows."""
+def _scatter_max(values: torch.Tensor, owners: torch.Tensor, n_files: int) -> torch.Tensor:
+    """Per file, the per-column maximum over its rows."""
     index = owners[:, None].expand(-1, values.shape[1])
     empty = torch.full((n_files, values.shape[1]), -torch.inf, dtype=values.dtype)
-    peak = empty.scatter_reduce(0, index, values, reduce="amax", include_self=False).detach()
+    return empty.scatter_reduce(0, index, values, reduce="amax", include_self=False)
+
+
+def _scatter_logsumexp(values: torch.Tensor, owners: torch.Tensor, n_files: int) -> torch.Tensor:
+    """Per file, log Σ exp(values) over its rows."""
+    peak = _scatter_max(values, owners, n_files).detach()
     sums = torch.zeros_like(peak).index_add(0, owners, torch.exp(values - peak[owners]))
     return peak + torch.log(sums)
 

@@ -112,7 +112,7 @@ def prepare(
         group=np.array([ids[k] for k in keys]),
         keyword_of=np.concatenate([np.full(n_caps, -1), np.arange(len(vocabulary))]).astype(np.int64),
         clip_keywords=clip_keywords,
-        choices=[np.flatnonzero(owner == i) for i in range(len(pairs))],
+        choices=np.split(np.arange(n_caps), np.cumsum([len(p.captions) for p in pairs])[:-1]),
         keyword_choices=[n_caps + np.array([keyword_id[k] for k in p.keywords], dtype=np.int64) for p in pairs],
     )
 

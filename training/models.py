@@ -48,6 +48,12 @@ class Trainable(Protocol):
     def save(self, out_dir: Path, card: dict[str, Any]) -> None: ...
 
 
+def _at_least_one_window(clip: FloatArray, window_s: float, sample_rate: int) -> FloatArray:
+    """A short clip repeat-padded to one window; a longer one whole (training crops windows from it)."""
+    win = round(window_s * sample_rate)
+    return repeat_pad(clip, win) if len(clip) < win else clip
+
+
 class MiniTrainable:
     """`mini`: CNN audio tower + projection over frozen MiniLM sentence vectors."""
 
@@ -70,8 +76,7 @@ class MiniTrainable:
         return self.model
 
     def features(self, clip: FloatArray) -> torch.Tensor:
-        win = round(self.window_s * self.sample_rate)
-        wave = repeat_pad(clip, win) if len(clip) < win else clip
+        wave = _at_least_one_window(clip, self.window_s, self.sample_rate)
         with torch.no_grad():
             return self.model.frontend(torch.from_numpy(np.ascontiguousarray(wave))[None])[0]
 
@@ -118,8 +123,7 @@ class ClapTrainable:
         return self.model
 
     def features(self, clip: FloatArray) -> torch.Tensor:
-        win = round(self.window_s * self.sample_rate)
-        wave = repeat_pad(clip, win) if len(clip) < win else clip
+        wave = _at_least_one_window(clip, self.window_s, self.sample_rate)
         with torch.no_grad():
             return self.encoder.audio_features([wave])[0, 0]  # [frames, mels] (unfused models)
 
