@@ -5,9 +5,11 @@ clusters, so approximate search has structure to find, as in real embedding spac
 - C = clamp(n / 1000, 8, 4096) cluster centres, unit Gaussian directions; each vector picks one uniformly;
 - within a cluster, a rank-16 Gaussian spread (random basis, norm ≈ 0.6) plus isotropic noise (norm ≈ 0.25);
 - the sum is L2-normalised (cosine to its centre ≈ 0.84).
-Chunk j of the data is drawn from its own seeded stream, so the data is regenerated identically chunk by
-chunk and never has to fit in memory (10M × 512 float32 is 20 GB). Queries are held out: fresh draws from
-the same mixture (one set tunes nprobe/efSearch, another set measures recall and latency).
+Chunk j of the data is drawn from its own seeded stream, so the data is the same whatever the chunking.
+Up to `--in-memory-max` it is kept in memory; beyond (10M × 512 float32 is 20 GB) it is written once to a
+float32 file (`--data-file`, reused by later runs with the same n, dim and seed) and memory-mapped: that
+file plays the catalog's database, from which PQ re-ranks with exact vectors. Queries are held out: fresh
+draws from the same mixture (one set tunes nprobe/efSearch, another set measures recall and latency).
 
 For each kind: build (train on a random sample, add in chunks; IVF kinds share one k-means, whose time is
 added to each), tune the search knob to the recall target on the tuning queries, then measure recall@10
@@ -15,7 +17,7 @@ against exact search, p50/p99 latency for a single query and for a batch of 64, 
 own estimate, its file size, and the resident size of loading the file in a fresh process).
 
 Run: nice -n 5 .venv/bin/python -m benchmarks.bench_ann --n 1000000 [--kinds ivf_sq8,ivf_pq,...]
-     [--max-index-memory 600MB] [--recall-target 0.95] [--out results.json]
+     [--max-index-memory 600MB] [--recall-target 0.95] [--data-file build/ann.f32] [--out results.json]
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import numpy as np
 from benchmarks._common import machine, percentile_ms
 from indexer.index_choice import (
     ExactNeighbours,
+    IndexPlan,
     IndexPolicy,
     choose_index,
     default_memory_budget,
@@ -121,9 +124,13 @@ def latencies(index: FaissIndex, queries: FloatArray, batch: int, rounds: int) -
     return out
 
 
-def spec_for(kind: str, n: int, dim: int, pq_m: int, policy: IndexPolicy) -> IndexSpec:
+def spec_for(kind: str, n: int, dim: int, pq_m: int | None, picks: list[IndexPlan], policy: IndexPolicy) -> IndexSpec:
+    """The chooser's spec for `kind` at the largest budget that picks it, else the default layout."""
+    chosen = next((plan.spec for plan in picks if plan.kind == kind), None)
+    if chosen is not None and (pq_m is None or kind != "ivf_pq"):
+        return chosen
     nlist = nlist_for(n)
-    return IndexSpec(kind, nlist=nlist, pq_m=pq_m, hnsw_quantizer=nlist >= policy.hnsw_quantizer_min_nlist)
+    return IndexSpec(kind, nlist=nlist, pq_m=pq_m or 64, hnsw_quantizer=nlist >= policy.hnsw_quantizer_min_nlist)
 
 
 def main() -> None:
@@ -133,13 +140,14 @@ def main() -> None:
     p.add_argument("--kinds", default="auto", help="comma list, or 'auto': every kind the chooser can pick at this n")
     p.add_argument("--max-index-memory", default=None, help="budget for the chooser line (default: RAM/4)")
     p.add_argument("--recall-target", type=float, default=0.95)
-    p.add_argument("--pq-m", type=int, default=64)
+    p.add_argument("--pq-m", type=int, default=None, help="PQ sub-quantizers (default: the chooser's)")
     p.add_argument("--queries", type=int, default=1000, help="held-out evaluation queries")
     p.add_argument("--tune-queries", type=int, default=200)
     p.add_argument(
         "--rounds", type=int, default=300, help="single-query latency samples (one thread; batches use all cores)"
     )
-    p.add_argument("--in-memory-max", default="6GB", help="keep the data in memory up to this size (else stream)")
+    p.add_argument("--in-memory-max", default="6GB", help="keep the data in memory up to this size (else a file)")
+    p.add_argument("--data-file", type=Path, default=None, help="where larger data is kept (default build/ann-N.f32)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
@@ -156,56 +164,51 @@ def main() -> None:
     kinds = sorted({pl.kind for pl in picks.values()}) if args.kinds == "auto" else args.kinds.split(",")
 
     mix = Mixture(n, dim, args.seed)
-    in_memory = n * dim * 4 <= parse_bytes(args.in_memory_max)
     t0 = time.perf_counter()
-    data: FloatArray | None = np.concatenate([v for _, v in mix.chunks()]) if in_memory else None
+    if n * dim * 4 <= parse_bytes(args.in_memory_max):
+        data = clustered_vectors(n, dim, args.seed)
+        where = "in memory"
+    else:
+        path = args.data_file or Path("build") / f"ann-{n}x{dim}-seed{args.seed}.f32"
+        data = mapped_data(mix, path)
+        where = f"memory-mapped from {path}"
     gen_s = time.perf_counter() - t0
     eval_q, tune_q = mix.queries(args.queries, 0), mix.queries(args.tune_queries, 1)
     t0 = time.perf_counter()
     truth_eval, truth_tune = ExactNeighbours(eval_q, 10), ExactNeighbours(tune_q, 10)
-    for ids, vectors in ((np.arange(n), data),) if data is not None else mix.chunks():
+    for ids, vectors in chunks_of(data):
         truth_eval.add(ids, vectors)
         truth_tune.add(ids, vectors)
     _, gt_eval = truth_eval.result()
     _, gt_tune = truth_tune.result()
     exact_s = time.perf_counter() - t0
     print(
-        f"data: {'in memory' if in_memory else 'streamed in chunks'}, generated in {gen_s:.1f} s; "
-        f"exact top-10 of {len(eval_q) + len(tune_q)} queries in {exact_s:.1f} s"
+        f"data: {where}, ready in {gen_s:.1f} s; "
+        f"exact top-10 of {len(eval_q) + len(tune_q)} queries in {exact_s:.1f} s",
+        flush=True,
     )
-
-    def chunks() -> Iterator[tuple[IdArray, FloatArray]]:
-        if data is not None:
-            for s in range(0, n, 100_000):
-                yield np.arange(s, min(n, s + 100_000), dtype=np.int64), data[s : s + 100_000]
-        else:
-            yield from mix.chunks()
 
     rng = np.random.default_rng(args.seed)
     centroids: dict[int, tuple[FloatArray, float]] = {}
     results: list[dict[str, Any]] = []
-    source = (lambda ids: data[ids]) if data is not None else None
     for kind in kinds:
-        spec = spec_for(kind, n, dim, args.pq_m, policy)
-        if kind == "ivf_pq" and source is None:
-            print(f"skip {kind}: re-ranking needs the exact vectors, which are streamed at this size")
-            continue
+        spec = spec_for(kind, n, dim, args.pq_m, list(picks.values()), policy)
         index = create_index(dim, spec)
-        index.vector_source = source
+        index.vector_source = lambda ids: np.asarray(data[np.asarray(ids)], dtype=np.float32)
         t0 = time.perf_counter()
         kmeans_s = 0.0
         if not index.is_trained:
             size = min(n, max(50 * spec.nlist, 10_000))
             sample_ids = np.sort(rng.choice(n, size, replace=False))
-            sample = data[sample_ids] if data is not None else _gather(mix, sample_ids)
+            sample = np.asarray(data[sample_ids], dtype=np.float32)
             shared = centroids.get(spec.nlist)
             index.train(sample, centroids=shared[0] if shared else None)
             if shared is None:
                 centroids[spec.nlist] = (index.centroids(), time.perf_counter() - t0)  # type: ignore[assignment]
             else:
                 kmeans_s = shared[1]
-        for ids, vectors in chunks():
-            index.add(ids, vectors)
+        for ids, vectors in chunks_of(data):
+            index.add(ids, np.asarray(vectors))
         build_s = time.perf_counter() - t0 + kmeans_s
         tuned = tune(index, tune_q, gt_tune, args.recall_target)
         recall = measure_recall(index, eval_q, gt_eval)
@@ -260,15 +263,24 @@ def main() -> None:
         args.out.write_text(json.dumps({"machine": machine(), "n": n, "dim": dim, "results": results}, indent=1))
 
 
-def _gather(mix: Mixture, ids: IdArray) -> FloatArray:
-    """Rows by id from a streamed mixture (regenerates the chunks they live in)."""
-    out = np.zeros((len(ids), mix.dim), dtype=np.float32)
-    chunk_of = ids // mix.chunk_rows
-    for j in np.unique(chunk_of):
-        rows = np.nonzero(chunk_of == j)[0]
-        chunk_ids, vectors = mix.chunk(int(j))
-        out[rows] = vectors[ids[rows] - chunk_ids[0]]
-    return out
+def chunks_of(data: FloatArray, rows: int = 100_000) -> Iterator[tuple[IdArray, FloatArray]]:
+    for start in range(0, len(data), rows):
+        yield np.arange(start, min(len(data), start + rows), dtype=np.int64), data[start : start + rows]
+
+
+def mapped_data(mix: Mixture, path: Path) -> FloatArray:
+    """The mixture's n vectors in a float32 file, written once (a partial file from a killed run is redone)."""
+    shape = (mix.n, mix.dim)
+    if not (path.exists() and path.stat().st_size == mix.n * mix.dim * 4):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        out = np.memmap(partial, dtype=np.float32, mode="w+", shape=shape)
+        for ids, vectors in mix.chunks():
+            out[ids[0] : ids[-1] + 1] = vectors
+        out.flush()
+        del out
+        partial.rename(path)
+    return np.memmap(path, dtype=np.float32, mode="r", shape=shape)
 
 
 if __name__ == "__main__":

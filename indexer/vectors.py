@@ -36,6 +36,7 @@ On a machine with a GPU, `accelerate()` moves search there (see `indexer.torch_s
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import tempfile
 import threading
@@ -59,6 +60,10 @@ VectorSource = Callable[[IdArray], FloatArray]
 EXACT_FILTER_MAX = 20_000
 # PQ candidates re-ranked with exact vectors: k × this.
 PQ_RERANK_FACTOR = 10
+# From this many lists on, coarse centroids come from two-level k-means (√nlist clusters, each split in
+# proportion to its size): at 1M vectors and 4096 lists it trained in 5 s instead of 42 s for the same
+# nprobe and recall@10 (0.967 vs 0.970); one flat k-means over 16 384 lists takes most of an hour here.
+TWO_LEVEL_MIN_NLIST = 1024
 
 
 class VectorIndex(Protocol):
@@ -234,7 +239,8 @@ class FaissIndex:
     def train(self, sample: FloatArray, centroids: FloatArray | None = None) -> None:
         """Train an IVF kind on a sample (k-means for the lists, SQ ranges / PQ codebooks).
 
-        `centroids` reuses already-trained coarse centroids (k-means is skipped).
+        `centroids` reuses already-trained coarse centroids (k-means is skipped); from
+        `TWO_LEVEL_MIN_NLIST` lists on they come from `two_level_centroids`.
         """
         with self._lock:
             if self.ivf is None:
@@ -245,10 +251,13 @@ class FaissIndex:
                 faiss.downcast_index(
                     ivf
                 ).do_polysemous_training = False  # we never search by Hamming distance; it costs minutes
+            sample = np.ascontiguousarray(sample, dtype=np.float32)
+            if centroids is None and ivf.nlist >= TWO_LEVEL_MIN_NLIST and len(sample) >= ivf.nlist:
+                centroids = two_level_centroids(sample, int(ivf.nlist))
             if centroids is not None:
                 ivf.quantizer.reset()
                 ivf.quantizer.add(np.ascontiguousarray(centroids, dtype=np.float32))
-            self.index.train(np.ascontiguousarray(sample, dtype=np.float32))
+            self.index.train(sample)
 
     def centroids(self) -> FloatArray | None:
         ivf = self.ivf
@@ -569,6 +578,39 @@ def _flat(dim: int) -> FaissIndex:
 
 # Backends by name, each `(dim, spec) -> FaissIndex` (untrained for IVF kinds).
 INDEX_FACTORIES: dict[str, Callable[[int, IndexSpec], FaissIndex]] = {kind: _build for kind in INDEX_KINDS}
+
+
+def two_level_centroids(sample: FloatArray, nlist: int, niter: int = 10) -> FloatArray:
+    """`nlist` spherical k-means centroids of `sample` in two levels, as FAISS's `two_level_clustering`.
+
+    √nlist clusters first, then each is split into lists in proportion to its size (largest remainder,
+    never more lists than points), so a k-means never sees more than its share of the sample. Unlike the
+    FAISS helper, a first-level cluster too small for a list of its own is simply not split (no k = 0).
+    """
+    dim = sample.shape[1]
+    first = faiss.Kmeans(dim, max(1, math.isqrt(nlist)), niter=niter, spherical=True, max_points_per_centroid=2000)
+    first.train(sample)
+    assign = first.index.search(sample, 1)[1].ravel()
+    sizes = np.bincount(assign, minlength=first.k)
+    share = sizes * (nlist / len(sample))
+    lists = np.minimum(np.floor(share).astype(np.int64), sizes)
+    while (missing := nlist - int(lists.sum())) > 0:
+        room = np.where(lists < sizes, share - lists, -np.inf)
+        best = np.argsort(-room)[:missing]
+        best = best[np.isfinite(room[best])]
+        if len(best) == 0:
+            raise ValueError(f"{nlist} lists need at least {nlist} training vectors, got {len(sample)}")
+        lists[best] += 1
+    parts = []
+    for cluster in np.nonzero(lists)[0]:
+        members = sample[assign == cluster]
+        if lists[cluster] >= len(members):
+            parts.append(members)
+            continue
+        km = faiss.Kmeans(dim, int(lists[cluster]), niter=niter, spherical=True)
+        km.train(members)
+        parts.append(km.centroids)
+    return np.ascontiguousarray(np.vstack(parts), dtype=np.float32)
 
 
 def create_index(dim: int, kind: str | IndexSpec = "flat") -> FaissIndex:

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+import indexer.vectors as vectors_module
 from indexer.index_choice import ExactNeighbours, measure_recall, tune
 from indexer.torch_search import TorchExactSearch
-from indexer.vectors import INDEX_KINDS, FaissIndex, IndexSpec, create_index, load_index
+from indexer.vectors import INDEX_KINDS, FaissIndex, IndexSpec, create_index, load_index, two_level_centroids
 
 DIM = 32
 N = 4000
@@ -114,6 +115,34 @@ def test_approximate_kinds_trade_recall_for_speed(data: dict[str, np.ndarray]) -
     tuned = tune(index, data["tune_q"], data["truth_tune"], 0.95)
     assert low < 0.9 and tuned.value is not None and tuned.value > 1
     assert measure_recall(index, data["eval_q"], data["truth_eval"]) > low + 0.05
+
+
+def test_many_lists_train_by_two_level_kmeans(data: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large nlist trains its lists in two levels and keeps the contract's recall."""
+    calls: list[int] = []
+
+    def spy(sample: np.ndarray, nlist: int) -> np.ndarray:
+        calls.append(nlist)
+        return two_level_centroids(sample, nlist)
+
+    monkeypatch.setattr(vectors_module, "TWO_LEVEL_MIN_NLIST", 64)
+    monkeypatch.setattr(vectors_module, "two_level_centroids", spy)
+    index = build("ivf_flat", data)
+    assert calls == [64]
+    assert tune(index, data["tune_q"], data["truth_tune"], 0.95).recall_at_10 >= 0.95
+    assert measure_recall(index, data["eval_q"], data["truth_eval"]) >= RECALL_FLOOR["ivf_flat"]
+
+
+def test_two_level_centroids_give_every_list_even_with_outliers() -> None:
+    gen = np.random.default_rng(5)
+    x = np.vstack([gen.standard_normal((3000, DIM)), 40 + gen.standard_normal((3, DIM))]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    centroids = two_level_centroids(x, 256)
+    assert centroids.shape == (256, DIM)
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-5)
+    assert two_level_centroids(x[:300], 300).shape == (300, DIM)  # one list per point
+    with pytest.raises(ValueError, match="at least 301 training vectors"):
+        two_level_centroids(x[:300], 301)
 
 
 def test_hnsw_tombstones_survive_save_and_load(data: dict[str, np.ndarray], tmp_path: Path) -> None:
