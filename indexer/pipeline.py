@@ -3,8 +3,8 @@
 - Unchanged files (same size and mtime) are skipped without being opened; files whose stat changed
   are hashed, and only a changed hash is re-embedded. A new path whose hash matches a file that
   vanished is a move: its row and vectors are kept. Files that vanished are removed.
-- Decoder threads turn files into windows (libsndfile and the resampler's matrix product release
-  the GIL) while the main thread embeds windows from many files in full batches.
+- Decoders (`indexer.decoding`: threads beside a CPU model, worker processes beside a GPU) turn files
+  into windows while the main thread embeds windows from many files in full batches.
 - Finished files are committed in chunks (rows and vectors in one transaction), so a crash loses at
   most the chunk in flight and the next run resumes. The FAISS file is saved periodically and at the
   end; whatever a crash leaves it missing is repaired from the database on the next open.
@@ -17,8 +17,6 @@ import fcntl
 import hashlib
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,17 +31,17 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from indexer import fulltext
-from indexer.audio import AudioInfo, probe, stream_audio
+from indexer.audio import AudioInfo
 from indexer.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
+from indexer.decoding import FileEnd, decoded
 from indexer.encoders.base import Encoder
-from indexer.errors import AudioDecodeError
-from indexer.metadata import EmbeddedText, read_embedded_text, search_text
+from indexer.metadata import EmbeddedText, search_text
 from indexer.scan import FoundFile, walk_audio
 from indexer.schema import FileRow, Root, SegmentRow, utcnow
-from indexer.windows import Window, WindowSpec, iter_windows
+from indexer.windows import Window, WindowSpec
 
 log = logging.getLogger(__name__)
-CPU_DECODERS = 2  # decoder threads beside a CPU model: see _EmbedRun._messages and benchmarks/bench_index.py
+CPU_DECODERS = 2  # decoder threads beside a CPU model: see indexer/decoding.py and benchmarks/bench_index.py
 
 HASH_BLOCK = 1 << 20
 
@@ -80,17 +78,22 @@ class IndexSummary:
 
 @dataclass(frozen=True)
 class IndexOptions:
-    workers: int | None = None  # decoder threads (0: decode inline); None: see `workers_for`
+    workers: int | None = None  # decoders (0: decode inline); None: see `workers_for`
+    processes: bool | None = None  # decoders are processes (else threads); None: see `processes_for`
     commit_every_files: int = 64
     commit_every_s: float = 15.0
     save_index_every_s: float = 120.0
     force: bool = False  # re-embed every file (used by reindex)
 
     def workers_for(self, device: str) -> int:
-        """Decoder threads for a model on `device`: as asked, else CPU_DECODERS on a CPU, 4 on a GPU."""
+        """Decoders for a model on `device`: as asked, else CPU_DECODERS on a CPU, else all cores but one (≤ 8)."""
         if self.workers is not None:
             return self.workers
-        return CPU_DECODERS if device == "cpu" else 4
+        return CPU_DECODERS if device == "cpu" else min(8, max(2, (os.cpu_count() or 2) - 1))
+
+    def processes_for(self, device: str) -> bool:
+        """Processes beside a GPU model (it outruns what threads sharing a GIL decode), threads beside a CPU one."""
+        return self.processes if self.processes is not None else device != "cpu"
 
 
 class Progress:
@@ -305,20 +308,6 @@ class _Decoded:
         return self.n_windows is not None and len(self.vectors) == self.n_windows
 
 
-@dataclass(frozen=True)
-class _End:
-    """A decoder's last word on a file: its header info and window count, or why it failed."""
-
-    state: _Decoded
-    info: AudioInfo | None
-    n_windows: int
-    error: str | None
-    embedded: EmbeddedText
-
-
-_DONE = object()
-
-
 class _EmbedRun:
     def __init__(
         self,
@@ -338,8 +327,7 @@ class _EmbedRun:
         self.batch_size = int(getattr(encoder, "batch_size", 8))
         device = getattr(getattr(encoder, "device", None), "type", "cpu")
         self.workers = opts.workers_for(device)
-        # Bounded: decoders stay a few batches ahead of the model and memory stays flat on long files.
-        self.queue: queue.Queue[Any] = queue.Queue(maxsize=4 * self.batch_size)
+        self.processes = opts.processes_for(device)
         self.ready: list[_Decoded] = []
         self.last_commit = time.monotonic()
         self.last_save = time.monotonic()
@@ -349,99 +337,31 @@ class _EmbedRun:
             return
         if self.progress:
             self.progress.start(len(jobs), sum(_estimated_seconds(j) for j in jobs))
+        states = [_Decoded(job) for job in jobs]
         batch: list[tuple[_Decoded, Window]] = []
-        for item in self._messages(jobs):
-            if isinstance(item, tuple):
-                state, window = item
-                state.bounds.append((window.start_s, window.end_s))
-                batch.append(item)
+        for i, item in decoded(
+            [job.found.path for job in jobs],
+            self.encoder.sample_rate,
+            self.spec,
+            workers=self.workers,
+            processes=self.processes,
+            ahead=4 * self.batch_size,  # a few batches ahead of the model; memory flat on long files
+        ):
+            state = states[i]
+            if isinstance(item, FileEnd):
+                self._file_ended(state, item)
+            else:
+                state.bounds.append((item.start_s, item.end_s))
+                batch.append((state, item))
                 if len(batch) >= self.batch_size:
                     self._embed(batch)
                     batch = []
-            else:
-                self._file_ended(item)
             self._maybe_commit()
         if batch:
             self._embed(batch)
         self._commit()
         if self.progress:
             self.progress.finish()
-
-    def _messages(self, jobs: list[_Job]) -> Iterator[tuple[_Decoded, Window] | _End]:
-        """Decoded windows, from decoder threads or, with `workers=0`, inline.
-
-        Threads keep the model fed on a GPU. On a CPU, once numpy's BLAS is kept to one thread
-        (`index_paths`), threads and inline decoding both reach 92-100 % of the bare encoder's throughput
-        on two cores (benchmarks/bench_index.py; the difference is within the machine's drift).
-        A decoder thread that dies with an unexpected error fails the run, as an inline decode would.
-        """
-        if self.workers <= 0:
-            for job in jobs:
-                yield from self._decode(job)
-            return
-        pending = queue.Queue[_Job]()
-        for job in jobs:
-            pending.put(job)
-        stop = threading.Event()
-        workers = [
-            threading.Thread(target=self._decode_worker, args=(pending, stop), daemon=True, name=f"decode-{i}")
-            for i in range(min(self.workers, len(jobs)))
-        ]
-        for w in workers:
-            w.start()
-        running = len(workers)
-        try:
-            while running:
-                item = self.queue.get()
-                if item is _DONE:
-                    running -= 1
-                elif isinstance(item, BaseException):
-                    raise item  # a decoder thread died: the run fails as an inline decode would
-                else:
-                    yield item
-        finally:
-            stop.set()  # the run ended or failed: decoders waiting to hand over windows give up
-
-    def _decode_worker(self, pending: queue.Queue[_Job], stop: threading.Event) -> None:
-        # Workers only send messages; all bookkeeping happens on the main thread.
-        try:
-            while not stop.is_set():
-                try:
-                    job = pending.get_nowait()
-                except queue.Empty:
-                    return
-                for message in self._decode(job):
-                    if not self._hand_over(message, stop):
-                        return
-        except BaseException as exc:  # anything _decode does not turn into a per-file error
-            self._hand_over(exc, stop)
-        finally:
-            self._hand_over(_DONE, stop)
-
-    def _hand_over(self, item: Any, stop: threading.Event) -> bool:
-        while not stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _decode(self, job: _Job) -> Iterator[tuple[_Decoded, Window] | _End]:
-        """A file's windows, one message each, then its `_End`."""
-        state = _Decoded(job)
-        n = 0
-        try:
-            info = probe(job.found.path)
-            blocks = stream_audio(job.found.path, self.encoder.sample_rate)
-            for window in iter_windows(blocks, self.encoder.sample_rate, self.spec):
-                yield state, window
-                n += 1
-            yield _End(state, info, n, None, read_embedded_text(job.found.path))
-        except AudioDecodeError as exc:
-            yield _End(state, None, n, exc.reason, EmbeddedText())
-        except OSError as exc:
-            yield _End(state, None, n, f"cannot read file: {exc.strerror or exc}", EmbeddedText())
 
     def _embed(self, batch: list[tuple[_Decoded, Window]]) -> None:
         vectors = self.encoder.embed_audio([w.samples for _, w in batch])
@@ -450,8 +370,7 @@ class _EmbedRun:
             if state.complete and state.error is None:
                 self._finished(state)
 
-    def _file_ended(self, end: _End) -> None:
-        state = end.state
+    def _file_ended(self, state: _Decoded, end: FileEnd) -> None:
         state.info, state.n_windows, state.error = end.info, end.n_windows, end.error
         state.embedded = end.embedded
         if state.error is not None or state.complete:

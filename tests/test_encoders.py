@@ -137,3 +137,20 @@ def test_gpu_half_precision_matches_cpu(tiny_clap_dir: Path) -> None:
     cpu = load_encoder(str(tiny_clap_dir), device="cpu").embed_audio(clips)
     gpu = load_encoder(str(tiny_clap_dir), device="cuda").embed_audio(clips)
     assert (_cosine(cpu, gpu) >= 0.99).all()
+
+
+def test_gpu_batch_size_follows_free_memory() -> None:
+    from indexer.encoders.clap import batch_for_memory
+
+    mib = 1 << 20
+    assert batch_for_memory(80_000 * mib, 40 * mib) == 512  # an H200: capped where batches stop paying
+    assert batch_for_memory(8_000 * mib, 40 * mib) == 64  # 100 windows fit in half → the power of two below
+    assert batch_for_memory(600 * mib, 40 * mib) == 8  # a crowded GPU still gets the smallest useful batch
+    assert batch_for_memory(8_000 * mib, 40 * mib, share=0.25) == 32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_gpu_encoder_measures_its_batch_size(tiny_clap_dir: Path) -> None:
+    gpu = load_encoder(str(tiny_clap_dir), device="cuda")
+    assert 8 <= gpu.batch_size <= 512 and gpu.batch_size & (gpu.batch_size - 1) == 0  # type: ignore[attr-defined]
+    assert load_encoder(str(tiny_clap_dir), device="cuda", batch_size=3).batch_size == 3  # type: ignore[attr-defined]

@@ -148,10 +148,10 @@ def test_bad_roots_and_walk_problems(tmp_path: Path, encoder: Encoder, monkeypat
     sf.write(lib / "a" / "vanishing.wav", tone_mix(1.0, 48_000), 48_000)
     (lib / "a" / "loop").symlink_to(lib, target_is_directory=True)
 
-    import indexer.pipeline
+    import indexer.decoding
     import indexer.scan
 
-    real_scandir, real_probe = os.scandir, indexer.pipeline.probe
+    real_scandir, real_probe = os.scandir, indexer.decoding.probe
 
     def scandir(path: str):  # type: ignore[no-untyped-def]
         # Root can read any folder, so an unreadable one is simulated at the OS boundary.
@@ -165,7 +165,7 @@ def test_bad_roots_and_walk_problems(tmp_path: Path, encoder: Encoder, monkeypat
         return real_probe(path)
 
     monkeypatch.setattr(indexer.scan.os, "scandir", scandir)
-    monkeypatch.setattr(indexer.pipeline, "probe", probe)
+    monkeypatch.setattr(indexer.decoding, "probe", probe)
     with Catalog.open(tmp_path / "home") as catalog:
         with pytest.raises(CatalogError, match="no such folder"):
             index_paths(catalog, encoder, [tmp_path / "nope"])
@@ -259,7 +259,8 @@ def test_reader_sees_consistent_results_while_indexer_writes(tmp_path: Path, lib
 def test_cli_index_json_and_status(tmp_path: Path, library: Path) -> None:
     home = tmp_path / "home"
     out = subprocess.run(
-        _cli("index", str(library), "--home", str(home), "--model", "tiny-random", "--json"),
+        # the GPU's decoding setup, asked for on the CPU: the CLI runs under spawned decoder processes
+        _cli("index", str(library), "--home", str(home), "--model", "tiny-random", "--decoders", "processes", "--json"),
         capture_output=True,
         text=True,
         check=True,
@@ -343,16 +344,17 @@ def test_a_decoder_thread_failure_fails_the_run_instead_of_hanging(
 ) -> None:
     import threading
 
-    from indexer.pipeline import IndexOptions, _EmbedRun
+    from indexer import decoding
+    from indexer.pipeline import IndexOptions
 
     for i in range(4):
         sf.write(tmp_path / f"s{i}.wav", tone_mix(1.0, 16_000, seed=i), 16_000)
 
-    def broken(self: _EmbedRun, job: object) -> object:
+    def broken(path: str, sample_rate: int, spec: object) -> object:
         raise ValueError("resampler exploded")
         yield  # a generator, as the real one
 
-    monkeypatch.setattr(_EmbedRun, "_decode", broken)
+    monkeypatch.setattr(decoding, "decode_file", broken)
     outcome: list[BaseException] = []
 
     def run() -> None:
@@ -367,3 +369,48 @@ def test_a_decoder_thread_failure_fails_the_run_instead_of_hanging(
     thread.join(timeout=60)
     assert not thread.is_alive(), "indexing hung on a dead decoder thread"
     assert len(outcome) == 1 and "resampler exploded" in str(outcome[0])
+
+
+def test_decoder_processes_build_the_same_catalog_as_inline_decoding(
+    tmp_path: Path, library: Path, encoder: Encoder
+) -> None:
+    """The GPU's decoding path (worker processes), run here on the CPU: same files, errors, segments, vectors."""
+    from indexer.pipeline import IndexOptions
+
+    builds = {}
+    for name, options in (("inline", IndexOptions(workers=0)), ("processes", IndexOptions(workers=2, processes=True))):
+        with Catalog.open(tmp_path / name) as catalog:
+            summary = index_paths(catalog, encoder, [library], options=options)
+            assert (summary.added, summary.failed) == (N_GOOD, N_BROKEN)
+            errors = {f.path.name: f.error for f in catalog.files(status="failed")}
+            builds[name] = (snapshot(catalog), errors)
+            assert_index_agrees(catalog)
+    (inline, inline_errors), (procs, procs_errors) = builds["inline"], builds["processes"]
+    assert procs_errors == inline_errors
+    assert procs.keys() == inline.keys()
+    for key, vector in inline.items():
+        np.testing.assert_allclose(procs[key], vector, atol=1e-5)
+
+
+def test_a_killed_decoder_process_fails_the_run_with_its_exit_code(tmp_path: Path) -> None:
+    import multiprocessing
+
+    from indexer.decoding import DecoderDied, FileEnd, decoded
+    from indexer.windows import WindowSpec
+
+    paths = []
+    for i in range(6):
+        sf.write(tmp_path / f"long{i}.wav", tone_mix(40.0, 16_000, seed=i), 16_000)
+        paths.append(str(tmp_path / f"long{i}.wav"))
+    items = decoded(paths, 48_000, WindowSpec(), workers=1, processes=True, ahead=1)
+    first = next(items)
+    assert first[0] == 0 and not isinstance(first[1], FileEnd)
+    # The worker is blocked handing over windows (a 10 s window at 48 kHz is far larger than a pipe's buffer).
+    (worker,) = [p for p in multiprocessing.active_children() if p.name.startswith("soundsearch-decode")]
+    os.kill(worker.pid, signal.SIGKILL)  # type: ignore[arg-type]
+    started = time.monotonic()
+    with pytest.raises(DecoderDied, match=r"died \(exit code -9\) while decoding .*long0\.wav"):
+        for _ in items:
+            pass
+    assert time.monotonic() - started < 30
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("soundsearch-decode")]

@@ -18,7 +18,13 @@ def register(sub: Any) -> None:
         "--workers",
         type=int,
         default=None,
-        help="decoder threads (0: decode inline; default: 2 beside a CPU model, 4 beside a GPU)",
+        help="decoders (0: decode inline; default: 2 beside a CPU model, all cores but one, up to 8, beside a GPU)",
+    )
+    p.add_argument(
+        "--decoders",
+        choices=("threads", "processes"),
+        default=None,
+        help="run decoders as threads or processes (default: processes beside a GPU model, threads beside a CPU)",
     )
     p.add_argument("--commit-every", type=int, default=64, metavar="N", help="files per transaction (default: 64)")
     p.add_argument("--caption", action="store_true", help="write a caption for every new or changed file")
@@ -50,7 +56,11 @@ def run_index(args: argparse.Namespace) -> int:
             catalog,
             encoder,
             args.paths,
-            options=IndexOptions(workers=args.workers, commit_every_files=max(1, args.commit_every)),
+            options=IndexOptions(
+                workers=args.workers,
+                processes=None if args.decoders is None else args.decoders == "processes",
+                commit_every_files=max(1, args.commit_every),
+            ),
             progress=TqdmProgress(enabled=not args.json),
         )
         apply_enabled_taggers(catalog, summary.changed_file_ids)

@@ -10,8 +10,9 @@ torch side (batched STFT, far faster than the extractor's numpy loop), with `is_
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,36 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def batch_for_memory(
+    free_bytes: float, bytes_per_window: float, *, share: float = 0.5, smallest: int = 8, largest: int = 512
+) -> int:
+    """The largest power of two of windows whose activations take at most `share` of the free memory.
+
+    Half, because the decoders' batches, a FAISS/torch search and other processes share the GPU. Beyond
+    a few hundred windows a batch no longer gets faster; below 8, the GPU idles between launches.
+    """
+    fitting = int(free_bytes * share / max(bytes_per_window, 1.0))
+    if fitting < smallest:
+        return smallest
+    return min(largest, 2 ** int(math.log2(fitting)))
+
+
+def measured_batch_size(
+    embed: Callable[[Sequence[FloatArray]], object], window_samples: int, device: torch.device
+) -> int:
+    """Batch size for `embed` on a CUDA device: peak memory of a probe batch, scaled to the free memory."""
+    probe = 8
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    embed([np.zeros(window_samples, dtype=np.float32)] * probe)
+    torch.cuda.synchronize(device)
+    per_window = (torch.cuda.max_memory_allocated(device) - before) / probe
+    free, _total = torch.cuda.mem_get_info(device)
+    return batch_for_memory(free, per_window)
+
+
 class ClapEncoder:
     """The `Encoder` protocol over a `transformers.ClapModel` and its tokenizer."""
 
@@ -94,13 +125,17 @@ class ClapEncoder:
             self.dtype = torch.float32
             _configure_cpu_threads()
         # CPU: HTSAT-tiny peaks at batch 2-4 on two cores (benchmarks/bench_encoder.py); larger batches lose.
-        self.batch_size = batch_size or (64 if self.device.type == "cuda" else 4)
+        self.batch_size = batch_size or (8 if self.device.type == "cuda" else 4)
         torch.nn.Module.to(model, device=self.device, dtype=self.dtype)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.logit_scale = float(model.logit_scale_a.exp().item())
         self._mel_fb = torch.from_numpy(frontend.filter_bank()).float().to(self.device)
         self._window = torch.hann_window(frontend.n_fft, periodic=True, device=self.device)
+        if self.device.type == "cuda" and batch_size is None:
+            self.batch_size = measured_batch_size(
+                self._embed_batch, self.windows.frames(self.sample_rate)[0], self.device
+            )
 
     def __repr__(self) -> str:
         return f"ClapEncoder({self.model_id!r}, dim={self.dim}, device={self.device.type})"
