@@ -87,18 +87,13 @@ def decoded(
             for item in decode_file(path, sample_rate, spec):
                 yield i, item
         return
-    out: queue.Queue[Any] = queue.Queue(maxsize=max(1, ahead))
-    stop = threading.Event()
+    run = _Run(paths, sample_rate, spec, queue.Queue(maxsize=max(1, ahead)), threading.Event())
     n = min(workers, len(paths))
-    pool = (
-        _ProcessPool(paths, sample_rate, spec, n, out, stop)
-        if processes
-        else _ThreadPool(paths, sample_rate, spec, n, out, stop)
-    )
+    pool = _ProcessPool(run, n) if processes else _ThreadPool(run, n)
     running = pool.start()
     try:
         while running:
-            item = out.get()
+            item = run.out.get()
             if item is _DONE:
                 running -= 1
             elif isinstance(item, BaseException):
@@ -106,34 +101,37 @@ def decoded(
             else:
                 yield item
     finally:
-        stop.set()  # the run ended or failed: decoders waiting to hand over give up
+        run.stop.set()  # the run ended or failed: decoders waiting to hand over give up
         pool.close()
 
 
-def _put(out: queue.Queue[Any], item: Any, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            out.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
+@dataclass(frozen=True)
+class _Run:
+    """What every decoder of one run shares: the files, how to cut them, and the queue to the model."""
+
+    paths: Sequence[str]
+    sample_rate: int
+    spec: WindowSpec
+    out: queue.Queue[Any]
+    stop: threading.Event
+
+    def put(self, item: Any) -> bool:
+        """Hand `item` to the model's side; False once the run has stopped."""
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
 
 class _ThreadPool:
-    def __init__(
-        self,
-        paths: Sequence[str],
-        sample_rate: int,
-        spec: WindowSpec,
-        n: int,
-        out: queue.Queue[Any],
-        stop: threading.Event,
-    ) -> None:
+    def __init__(self, run: _Run, n: int) -> None:
+        self.run = run
         self.pending: queue.Queue[tuple[int, str]] = queue.Queue()
-        for job in enumerate(paths):
+        for job in enumerate(run.paths):
             self.pending.put(job)
-        self.sample_rate, self.spec, self.out, self.stop = sample_rate, spec, out, stop
         self.threads = [threading.Thread(target=self._work, daemon=True, name=f"decode-{k}") for k in range(n)]
 
     def start(self) -> int:
@@ -142,19 +140,20 @@ class _ThreadPool:
         return len(self.threads)
 
     def _work(self) -> None:
+        run = self.run
         try:
-            while not self.stop.is_set():
+            while not run.stop.is_set():
                 try:
                     i, path = self.pending.get_nowait()
                 except queue.Empty:
                     return
-                for item in decode_file(path, self.sample_rate, self.spec):
-                    if not _put(self.out, (i, item), self.stop):
+                for item in decode_file(path, run.sample_rate, run.spec):
+                    if not run.put((i, item)):
                         return
         except BaseException as exc:  # anything decode_file does not turn into a per-file error
-            _put(self.out, exc, self.stop)
+            run.put(exc)
         finally:
-            _put(self.out, _DONE, self.stop)
+            run.put(_DONE)
 
     def close(self) -> None:
         for t in self.threads:
@@ -188,16 +187,8 @@ _FILES_IN_HAND = 2
 
 
 class _ProcessPool:
-    def __init__(
-        self,
-        paths: Sequence[str],
-        sample_rate: int,
-        spec: WindowSpec,
-        n: int,
-        out: queue.Queue[Any],
-        stop: threading.Event,
-    ) -> None:
-        self.paths, self.out, self.stop = paths, out, stop
+    def __init__(self, run: _Run, n: int) -> None:
+        self.run = run
         self.next_file = 0
         # spawn, not fork: the parent holds torch's thread pools (and on a GPU, a CUDA context).
         ctx = multiprocessing.get_context("spawn")
@@ -210,7 +201,10 @@ class _ProcessPool:
             self.child_ends.append(child)
             self.procs.append(
                 ctx.Process(
-                    target=_process_main, args=(child, sample_rate, spec), daemon=True, name=f"soundsearch-decode-{k}"
+                    target=_process_main,
+                    args=(child, run.sample_rate, run.spec),
+                    daemon=True,
+                    name=f"soundsearch-decode-{k}",
                 )
             )
         self.in_hand: list[list[int]] = [[] for _ in range(n)]
@@ -228,18 +222,19 @@ class _ProcessPool:
         return 1  # the reader thread is the one producer
 
     def _give(self, k: int) -> None:
-        if self.next_file < len(self.paths):
+        paths = self.run.paths
+        if self.next_file < len(paths):
             i = self.next_file
             self.next_file += 1
             self.in_hand[k].append(i)
-            self.conns[k].send((i, self.paths[i]))
+            self.conns[k].send((i, paths[i]))
         elif not self.in_hand[k]:
             self.conns[k].send(None)
 
     def _read(self) -> None:
         live = set(range(len(self.procs)))
         try:
-            while live and not self.stop.is_set():
+            while live and not self.run.stop.is_set():
                 by_conn = {self.conns[k]: k for k in live}
                 for ready in wait(list(by_conn), timeout=0.5):
                     k = by_conn[ready]  # type: ignore[index]
@@ -251,20 +246,20 @@ class _ProcessPool:
                             self.procs[k].join(timeout=5)
                             raise DecoderDied(
                                 f"decoder process {self.procs[k].pid} died (exit code {self.procs[k].exitcode}) "
-                                f"while decoding {self.paths[self.in_hand[k][0]]}"
+                                f"while decoding {self.run.paths[self.in_hand[k][0]]}"
                             ) from None
                         continue
                     if isinstance(item, BaseException):
                         raise item
-                    if not _put(self.out, (i, item), self.stop):
+                    if not self.run.put((i, item)):
                         return
                     if isinstance(item, FileEnd):
                         self.in_hand[k].remove(i)
                         self._give(k)
         except BaseException as exc:
-            _put(self.out, exc, self.stop)
+            self.run.put(exc)
         finally:
-            _put(self.out, _DONE, self.stop)
+            self.run.put(_DONE)
 
     def close(self) -> None:
         self.reader.join(timeout=5)
