@@ -309,6 +309,7 @@ class Catalog:
             try:
                 self._index_stamp = _stamp(self.index_path)
                 index = load_index(self.index_path, vector_source=self.vectors)
+                index_choice.restore_tuning(index, index_choice.index_state(self))
             except RuntimeError as exc:
                 log.warning("vector index %s is unreadable (%s); rebuilding it from the catalog", self.index_path, exc)
         if index is None or (dim and index.dim != dim):

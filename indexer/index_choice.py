@@ -19,7 +19,8 @@ quarter of the machine's RAM.
 
 `tune(index, queries, truth, recall_target)` sets `nprobe` (IVF) or `efSearch` (HNSW) to the smallest value
 whose recall@10 against exact search on held-out queries reaches the target (doubling, then bisection,
-as autofaiss does), and returns the recall measured.
+as autofaiss does), and returns the recall measured. For PQ it also lengthens the short list re-ranked
+with exact vectors when probing more lists stops helping (recorded in the catalog's settings).
 
 `maybe_rebuild(catalog)` (called after each index save) starts a background thread when the plan for the
 catalog's current size differs from the index it has (a new kind, an IVF whose `nlist` is 4× off, an HNSW
@@ -57,6 +58,7 @@ SETTING_KEY = "index_plan"
 BUDGET_SETTING_KEY = "max_index_memory"
 BUDGET_ENV = "SOUNDSEARCH_MAX_INDEX_MEMORY"
 RECALL_K = 10
+MAX_RERANK_FACTOR = 160  # PQ short list: at most 1 600 exact vectors read per query at k = 10
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ class TuneResult:
     value: int | None
     recall_at_10: float
     tried: tuple[tuple[int, float], ...] = ()
+    rerank_factor: int | None = None  # PQ re-ranked from exact vectors: candidates per result
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,7 @@ class IndexState:
     reason: str
     build_s: float
     built_at: float = field(default_factory=time.time)
+    rerank_factor: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -304,7 +308,24 @@ def tune(
     exclude: IdArray | None = None,
     k: int = RECALL_K,
 ) -> TuneResult:
-    """Smallest nprobe/efSearch reaching `recall_target` (recall@k vs `truth`); sets it on the index."""
+    """Smallest nprobe/efSearch reaching `recall_target` (recall@k vs `truth`); sets it on the index.
+
+    A PQ index re-ranked from exact vectors can stall below the target however many lists it probes,
+    when its codes cannot tell the true neighbours from the rest of a dense neighbourhood: then the
+    re-ranked short list doubles (up to `MAX_RERANK_FACTOR` × k) and nprobe is tuned again.
+    """
+    result = _tune_knob(index, queries, truth, recall_target, exclude, k)
+    if index.kind == "ivf_pq" and index.vector_source is not None:
+        while result.recall_at_10 < recall_target and index.rerank_factor < MAX_RERANK_FACTOR:
+            index.rerank_factor = min(MAX_RERANK_FACTOR, index.rerank_factor * 2)
+            result = _tune_knob(index, queries, truth, recall_target, exclude, k)
+        result = replace(result, rerank_factor=index.rerank_factor)
+    return result
+
+
+def _tune_knob(
+    index: FaissIndex, queries: FloatArray, truth: IdArray, recall_target: float, exclude: IdArray | None, k: int
+) -> TuneResult:
     knob = index.search_param
     if knob is None:
         return TuneResult(None, None, measure_recall(index, queries, truth, exclude, k))
@@ -362,6 +383,12 @@ def set_memory_budget(catalog: Catalog, budget: str | int | None) -> None:
 def index_state(catalog: Catalog) -> IndexState | None:
     text = catalog.settings().get(SETTING_KEY)
     return IndexState.from_json(text) if text else None
+
+
+def restore_tuning(index: FaissIndex, state: IndexState | None) -> None:
+    """Re-apply what tuning set outside the FAISS file (nprobe/efSearch are saved in it; PQ's short list is not)."""
+    if state is not None and state.kind == index.kind and state.rerank_factor:
+        index.rerank_factor = state.rerank_factor
 
 
 def rebuild_reason(index: FaissIndex, plan: IndexPlan, policy: IndexPolicy) -> str | None:
@@ -478,6 +505,7 @@ def rebuild_now(catalog: Catalog, plan: IndexPlan, *, before_swap: Callable[[], 
         recall_target=policy.recall_target,
         reason=plan.reason,
         build_s=round(time.perf_counter() - t0, 3),
+        rerank_factor=tuned.rerank_factor,
     )
     with catalog.session() as s:
         s.merge(Setting(key=SETTING_KEY, value=state.to_json()))

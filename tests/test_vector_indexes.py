@@ -237,3 +237,45 @@ def test_flat_single_query_scan_equals_faiss_search() -> None:
         found = fast_ids >= 0  # k beyond the vectors: id -1 on both sides, -inf here
         np.testing.assert_allclose(fast_scores[found], faiss_scores[found], atol=1e-5)
         assert np.all(np.isneginf(fast_scores[~found]))
+
+
+def test_pq_tuning_lengthens_the_short_list_when_probing_stalls(data: dict[str, np.ndarray]) -> None:
+    """Two 8-bit sub-quantizers of 16 dims blur a neighbourhood: 10× k candidates cannot reach 0.95."""
+    vectors, ids = data["vectors"], data["ids"]
+    index = create_index(DIM, IndexSpec("ivf_pq", nlist=16, pq_m=2))
+    index.vector_source = lambda wanted: vectors[np.asarray(wanted) - FIRST_ID]
+    index.train(vectors)
+    index.add(ids, vectors)
+    index.set_search_param(16)
+    assert measure_recall(index, data["tune_q"], data["truth_tune"]) < 0.95  # every list, default short list
+    tuned = tune(index, data["tune_q"], data["truth_tune"], 0.95)
+    assert tuned.rerank_factor is not None and tuned.rerank_factor > vectors_module.PQ_RERANK_FACTOR
+    assert tuned.recall_at_10 >= 0.95 and index.rerank_factor == tuned.rerank_factor
+    assert f"re-ranked×{tuned.rerank_factor}" in index.description
+
+
+def test_tuned_short_list_is_restored_with_the_catalog_state(data: dict[str, np.ndarray]) -> None:
+    from indexer.index_choice import IndexState, restore_tuning
+
+    index = create_index(DIM, IndexSpec("ivf_pq", nlist=16, pq_m=2))
+    state = IndexState("ivf_pq", "IVF16,PQ2", N, 16, "nprobe", 4, 0.96, 0.95, "test", 1.0, rerank_factor=40)
+    restore_tuning(index, IndexState.from_json(state.to_json()))
+    assert index.rerank_factor == 40
+    restore_tuning(index, IndexState.from_json(state.to_json().replace('"ivf_pq"', '"ivf_sq8"', 1)))
+    assert index.rerank_factor == 40  # a state recorded for another kind is not applied
+    other = create_index(DIM, IndexSpec("ivf_pq", nlist=16, pq_m=2))
+    restore_tuning(other, IndexState.from_json(state.to_json().replace('"ivf_pq"', '"ivf_sq8"', 1)))
+    assert other.rerank_factor == vectors_module.PQ_RERANK_FACTOR
+
+
+def test_hnsw_coarse_quantizer_returns_every_list_it_is_asked_for() -> None:
+    gen = np.random.default_rng(3)
+    x = gen.standard_normal((41_000, DIM)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    index = create_index(DIM, IndexSpec("ivf_flat", nlist=1024, hnsw_quantizer=True))
+    index.train(x)
+    index.add(np.arange(len(x), dtype=np.int64), x)
+    assert "_HNSW" in index.description
+    params = index._params(nprobe=1024)
+    _, lists = index.ivf.quantizer.search(x[:20], 1024, params=params.quantizer_params)
+    assert (lists >= 0).all()  # with the graph's own efSearch (16) it returned about 830 of 1024
