@@ -165,6 +165,7 @@ def main() -> None:
 
     mix = Mixture(n, dim, args.seed)
     t0 = time.perf_counter()
+    truth_file: Path | None = None
     if n * dim * 4 <= parse_bytes(args.in_memory_max):
         data = clustered_vectors(n, dim, args.seed)
         where = "in memory"
@@ -172,15 +173,22 @@ def main() -> None:
         path = args.data_file or Path("build") / f"ann-{n}x{dim}-seed{args.seed}.f32"
         data = mapped_data(mix, path)
         where = f"memory-mapped from {path}"
+        truth_file = path.with_name(f"{path.stem}-truth-{args.queries}-{args.tune_queries}.npz")
     gen_s = time.perf_counter() - t0
     eval_q, tune_q = mix.queries(args.queries, 0), mix.queries(args.tune_queries, 1)
     t0 = time.perf_counter()
-    truth_eval, truth_tune = ExactNeighbours(eval_q, 10), ExactNeighbours(tune_q, 10)
-    for ids, vectors in chunks_of(data):
-        truth_eval.add(ids, vectors)
-        truth_tune.add(ids, vectors)
-    _, gt_eval = truth_eval.result()
-    _, gt_tune = truth_tune.result()
+    if truth_file is not None and truth_file.exists():  # written beside the data file by an earlier run
+        with np.load(truth_file) as saved:
+            gt_eval, gt_tune = saved["eval"], saved["tune"]
+    else:
+        truth_eval, truth_tune = ExactNeighbours(eval_q, 10), ExactNeighbours(tune_q, 10)
+        for ids, vectors in chunks_of(data):
+            truth_eval.add(ids, vectors)
+            truth_tune.add(ids, vectors)
+        _, gt_eval = truth_eval.result()
+        _, gt_tune = truth_tune.result()
+        if truth_file is not None:
+            np.savez(truth_file, eval=gt_eval, tune=gt_tune)
     exact_s = time.perf_counter() - t0
     print(
         f"data: {where}, ready in {gen_s:.1f} s; "
