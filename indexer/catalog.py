@@ -106,6 +106,7 @@ class CatalogStatus:
     database_bytes: int | None
     index_bytes: int | None
     index_memory_bytes: int | None = None
+    index_memory_budget: int | None = None
     index_recall_at_10: float | None = None
     index_reason: str | None = None
 
@@ -126,6 +127,7 @@ class CatalogStatus:
             "database_bytes": self.database_bytes,
             "index_bytes": self.index_bytes,
             "index_memory_bytes": self.index_memory_bytes,
+            "index_memory_budget": self.index_memory_budget,
             "index_recall_at_10": self.index_recall_at_10,
             "index_reason": self.index_reason,
         }

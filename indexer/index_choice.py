@@ -522,6 +522,7 @@ def status_fields(catalog: Catalog) -> dict[str, Any]:
     matches = state is not None and state.kind == index.kind
     return {
         "index_memory_bytes": index.memory_bytes(),
+        "index_memory_budget": catalog_budget(catalog),
         "index_recall_at_10": (state.recall_at_10 if matches and state else (1.0 if index.exact else None)),
         "index_reason": state.reason if matches and state else None,
     }

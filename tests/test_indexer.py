@@ -414,3 +414,28 @@ def test_a_killed_decoder_process_fails_the_run_with_its_exit_code(tmp_path: Pat
             pass
     assert time.monotonic() - started < 30
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("soundsearch-decode")]
+
+
+def test_cli_memory_budget_picks_and_builds_a_smaller_index(tmp_path: Path, library: Path) -> None:
+    from indexer.index_choice import choose_index
+
+    home = tmp_path / "home"
+    base = [str(library), "--home", str(home), "--model", "tiny-random", "--json"]
+    subprocess.run(_cli("index", *base), capture_output=True, text=True, check=True)
+
+    def status() -> dict[str, object]:
+        out = subprocess.run(_cli("status", "--home", str(home), "--json"), capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+    first = status()
+    assert str(first["index_type"]).startswith("IDMap2,Flat") and first["index_recall_at_10"] == 1.0
+    n, dim = int(first["segments"]), int(first["dim"])  # type: ignore[call-overload]
+    budget = next(b for b in range(400_000, 1_000, -1_000) if choose_index(n, dim, b).kind == "ivf_sq8")
+    subprocess.run(_cli("index", *base, "--max-index-memory", str(budget)), capture_output=True, check=True)
+    second = status()
+    assert "SQ8" in str(second["index_type"]) and second["index_memory_budget"] == budget
+    assert isinstance(second["index_recall_at_10"], float) and f"budget {budget / 1000:.1f} KB" in str(
+        second["index_reason"]
+    )
+    bad = subprocess.run(_cli("index", *base, "--max-index-memory", "lots"), capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a size" in bad.stderr

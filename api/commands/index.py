@@ -27,6 +27,7 @@ def register(sub: Any) -> None:
         help="run decoders as threads or processes (default: processes beside a GPU model, threads beside a CPU)",
     )
     p.add_argument("--commit-every", type=int, default=64, metavar="N", help="files per transaction (default: 64)")
+    _add_budget_option(p)
     p.add_argument("--caption", action="store_true", help="write a caption for every new or changed file")
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of a progress bar")
     add_catalog_options(p)
@@ -41,17 +42,51 @@ def register(sub: Any) -> None:
     p = sub.add_parser("reindex", help="rebuild every vector with another model")
     p.add_argument("--model", required=True, help="the new model spec")
     p.add_argument("--device")
+    _add_budget_option(p)
     p.add_argument("--json", action="store_true")
     add_catalog_options(p)
     p.set_defaults(run=run_reindex)
 
 
+def _budget(text: str) -> str | None:
+    from indexer.index_choice import parse_bytes
+
+    if text == "auto":
+        return None
+    try:
+        parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _add_budget_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-index-memory",
+        type=_budget,
+        default=argparse.SUPPRESS,
+        metavar="SIZE",
+        help="memory budget of the vector index, kept by the catalog (600MB, 12GiB; 'auto': a quarter of RAM); "
+        "the index type is chosen from it and the catalog's size, and rebuilt in the background when it changes",
+    )
+
+
+def _apply_budget(catalog: Any, args: argparse.Namespace) -> None:
+    """Record a new budget; the index is re-planned after the run (the catalog waits for it on close)."""
+    from indexer.index_choice import set_memory_budget
+
+    if hasattr(args, "max_index_memory"):
+        set_memory_budget(catalog, args.max_index_memory)
+
+
 def run_index(args: argparse.Namespace) -> int:
+    from indexer.index_choice import maybe_rebuild
     from indexer.pipeline import IndexOptions, index_paths
     from search.tagger import apply_enabled_taggers
 
     with open_catalog(args) as catalog:
         encoder = catalog.load_encoder(args.model, args.device)
+        _apply_budget(catalog, args)
         summary = index_paths(
             catalog,
             encoder,
@@ -73,6 +108,7 @@ def run_index(args: argparse.Namespace) -> int:
             except SoundsearchError:
                 captioner = load_captioner()  # trained on another encoder: it brings its own
             caption_catalog_files(catalog, captioner, summary.changed_file_ids)
+        maybe_rebuild(catalog)  # a new budget (or size) may call for another index type
     if args.json:
         print_json(summary.to_dict())
     else:
@@ -82,15 +118,18 @@ def run_index(args: argparse.Namespace) -> int:
 
 def run_reindex(args: argparse.Namespace) -> int:
     from indexer.encoders.registry import load_encoder
+    from indexer.index_choice import maybe_rebuild
     from indexer.pipeline import IndexOptions, index_paths
 
     with open_catalog(args) as catalog:
         encoder = load_encoder(args.model, device=args.device)
         roots = catalog.roots()
         catalog.rebind_model(encoder.model_id, encoder.dim, encoder.window_seconds, encoder.window_seconds / 2)
+        _apply_budget(catalog, args)
         summary = index_paths(
             catalog, encoder, roots, options=IndexOptions(force=True), progress=TqdmProgress(enabled=not args.json)
         )
+        maybe_rebuild(catalog)
     if args.json:
         print_json(summary.to_dict())
     else:
