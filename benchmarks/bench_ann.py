@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -94,10 +95,20 @@ class Mixture:
         return self.draw(m, stream=which, kind=2)  # streams no data chunk uses: held out
 
 
-def clustered_vectors(n: int, dim: int, seed: int = 0) -> FloatArray:
-    """All n vectors at once (tests, small runs)."""
+def clustered_vectors(n: int, dim: int, seed: int = 0, workers: int = 1) -> FloatArray:
+    """All n vectors at once, chunks drawn by `workers` processes (each chunk has its own seeded stream)."""
     mix = Mixture(n, dim, seed)
-    return np.concatenate([v for _, v in mix.chunks()]) if n else np.zeros((0, dim), np.float32)
+    if not n:
+        return np.zeros((0, dim), np.float32)
+    if workers <= 1:
+        return np.concatenate([v for _, v in mix.chunks()])
+    n_chunks = (n + mix.chunk_rows - 1) // mix.chunk_rows
+    with ProcessPoolExecutor(workers) as pool:
+        return np.concatenate(list(pool.map(_draw_chunk, [mix] * n_chunks, range(n_chunks))))
+
+
+def _draw_chunk(mix: Mixture, j: int) -> FloatArray:
+    return mix.chunk(j)[1]
 
 
 def rss_of_loading(path: Path) -> int:

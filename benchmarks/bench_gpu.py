@@ -34,7 +34,8 @@ import soundfile as sf
 import torch
 
 from benchmarks._common import machine, percentile_ms
-from benchmarks.bench_ann import Mixture
+from benchmarks.bench_ann import Mixture, clustered_vectors
+from benchmarks.bench_index import FORMATS as INDEX_FORMATS
 from benchmarks.bench_index import save_htsat_tiny
 from indexer.catalog import Catalog
 from indexer.encoders.clap import ClapEncoder
@@ -44,7 +45,7 @@ from indexer.pipeline import IndexOptions, index_paths
 from indexer.torch_search import TorchExactSearch
 from indexer.types import FloatArray
 
-FORMATS = [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS")]
+FORMATS = [f for f in INDEX_FORMATS if f[0] != "mp3"]  # MP3 encoding would dominate writing 20 000 clips
 
 
 def write_clip(root: str, i: int) -> None:
@@ -61,17 +62,6 @@ def write_clip(root: str, i: int) -> None:
 def write_library(root: Path, n: int, workers: int) -> None:
     with ProcessPoolExecutor(workers) as pool:
         list(pool.map(write_clip, [str(root)] * n, range(n), chunksize=64))
-
-
-def draw_chunk(mix: Mixture, j: int) -> FloatArray:
-    return mix.chunk(j)[1]
-
-
-def clustered(n: int, dim: int, workers: int) -> FloatArray:
-    mix = Mixture(n, dim, seed=0)
-    chunks = range((n + mix.chunk_rows - 1) // mix.chunk_rows)
-    with ProcessPoolExecutor(workers) as pool:
-        return np.concatenate(list(pool.map(draw_chunk, [mix] * len(chunks), chunks)))
 
 
 def encoder_throughput(encoder: ClapEncoder, n_windows: int) -> float:
@@ -159,7 +149,7 @@ def main() -> None:
 
     if args.vectors:
         t0 = time.perf_counter()
-        vectors = clustered(args.vectors, 512, cores)
+        vectors = clustered_vectors(args.vectors, 512, workers=cores)
         gen_s = time.perf_counter() - t0
         batches = [int(b) for b in args.batches.split(",")]
         result["search"] = {"vectors": args.vectors, "generated_s": round(gen_s, 1)}

@@ -315,7 +315,7 @@ def tune(
     re-ranked short list doubles (up to `MAX_RERANK_FACTOR` × k) and nprobe is tuned again.
     """
     result = _tune_knob(index, queries, truth, recall_target, exclude, k)
-    if index.kind == "ivf_pq" and index.vector_source is not None:
+    if index.reranks:
         while result.recall_at_10 < recall_target and index.rerank_factor < MAX_RERANK_FACTOR:
             index.rerank_factor = min(MAX_RERANK_FACTOR, index.rerank_factor * 2)
             result = _tune_knob(index, queries, truth, recall_target, exclude, k)

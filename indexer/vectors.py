@@ -213,9 +213,7 @@ class FaissIndex:
         ivf = self.ivf
         codes = {"ivf_flat": "Flat", "ivf_sq8": "SQ8", "ivf_sqfp16": "SQfp16"}.get(self.kind)
         if codes is None:
-            codes = f"PQ{faiss.downcast_index(ivf).pq.M}" + (
-                f" re-ranked×{self.rerank_factor}" if self._reranks else ""
-            )
+            codes = f"PQ{faiss.downcast_index(ivf).pq.M}" + (f" re-ranked×{self.rerank_factor}" if self.reranks else "")
         coarse = f"IVF{ivf.nlist}" + ("_HNSW" if self._hnsw_quantizer() is not None else "")
         return f"{coarse},{codes} nprobe={ivf.nprobe}"
 
@@ -442,7 +440,7 @@ class FaissIndex:
         return params
 
     def _search(self, queries: FloatArray, k: int, selector: Any = None) -> tuple[FloatArray, IdArray]:
-        fetch = k * self.rerank_factor if self._reranks else k
+        fetch = k * self.rerank_factor if self.reranks else k
         params = self._params(selector)
         scores, ids = self.index.search(queries, fetch, params=params)
         nprobe = int(self.ivf.nprobe) if self.ivf is not None else 0
@@ -450,12 +448,13 @@ class FaissIndex:
             # The probed lists held fewer than k (allowed) vectors: probe 4× more lists, up to all of them.
             nprobe = min(int(self.ivf.nlist), nprobe * 4)
             scores, ids = self.index.search(queries, fetch, params=self._params(selector, nprobe=nprobe))
-        if self._reranks:
+        if self.reranks:
             scores, ids = self._rerank(queries, ids, k)
         return np.asarray(scores, dtype=np.float32), np.asarray(ids, dtype=np.int64)
 
     @property
-    def _reranks(self) -> bool:
+    def reranks(self) -> bool:
+        """PQ scores are replaced by exact ones read from the vector source (see `rerank_factor`)."""
         return self.kind == "ivf_pq" and self.vector_source is not None
 
     def _rerank(self, queries: FloatArray, candidates: IdArray, k: int) -> tuple[FloatArray, IdArray]:
