@@ -1,23 +1,34 @@
-# `make demo` and `make test` set themselves up: they create .venv and install what is missing.
+# `make demo` and `make test` set themselves up: they install uv (pinned), then create .venv from uv.lock and
+# nothing else, so what passed yesterday installs the same today.
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV_HOME := .venv-uv
+UV := $(UV_HOME)/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast test-laion lint format bench clean
+.PHONY: install lock lock-check demo test test-fast test-laion lint format bench clean
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+$(UV):
+	$(PYTHON) -m venv $(UV_HOME)
+	$(UV_HOME)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 
-# Re-installs only when pyproject.toml changes; otherwise a no-op.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+# `--locked` refuses to run when pyproject.toml and uv.lock disagree, instead of re-resolving against today's index.
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --quiet
 	touch $@
 
 install: $(STAMP)
+
+# Re-resolves uv.lock after a change to pyproject.toml (`make lock UPGRADE=1` also moves pinned versions forward).
+lock: | $(UV)
+	$(UV) lock $(if $(UPGRADE),--upgrade)
+
+lock-check: | $(UV)
+	@$(UV) lock --check --quiet || { echo "uv.lock does not match pyproject.toml: run 'make lock' and commit uv.lock" >&2; exit 1; }
 
 demo: $(STAMP)
 	$(BIN)/python -m api.demo
@@ -25,17 +36,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# Parity with the `laion_clap` package itself. Its own venv: laion-clap pins numpy<2, while the main
-# suite runs on numpy 2.
+# Parity with the `laion_clap` package itself, in its own environment: laion-clap pins numpy<2, while the main
+# suite runs on numpy 2. Both are forks of the same uv.lock (pyproject.toml: [tool.uv] conflicts).
 LAION_VENV := .venv-laion
-$(LAION_VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(LAION_VENV)
-	$(LAION_VENV)/bin/python -m pip install -q --upgrade pip
-	$(LAION_VENV)/bin/python -m pip install -q -e '.[dev,laion]'
+$(LAION_VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(LAION_VENV) $(UV) sync --locked --quiet --no-default-groups --group laion
 	touch $@
 
 test-laion: $(LAION_VENV)/.installed
-	$(LAION_VENV)/bin/python -m pytest -q tests/test_laion_checkpoint.py
+	SOUNDSEARCH_REQUIRE_LAION=1 $(LAION_VENV)/bin/python -m pytest -q tests/test_laion_checkpoint.py
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not slow'
@@ -58,4 +67,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_synth
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(LAION_VENV) $(UV_HOME) .pytest_cache .mypy_cache .ruff_cache *.egg-info

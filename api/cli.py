@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
+from api.commands.common import add_catalog_options, add_verbose_option
 from indexer.errors import SoundsearchError
 
 # Imported lazily so that `soundsearch --help` does not pay for torch/transformers imports.
@@ -32,11 +34,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="soundsearch",
         description="Audio-text retrieval and zero-shot search for sound libraries.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    add_verbose_option(parser, top_level=True)
+    add_catalog_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for command in sub.choices.values():
+        add_verbose_option(command)
     return parser
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader went away (`soundsearch status | head`): stop without a traceback, as `git log | head` does.
+
+    Python would report the failed flush of stdout at exit, so stdout is pointed at /dev/null first.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, the status of a process the signal ended
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         code: int = args.run(args)
+        sys.stdout.flush()  # inside the guard: the last buffered lines can meet a closed pipe too
     except SoundsearchError as exc:
         # Domain errors are the user's to fix: one line, exit code 2 like argparse's usage errors.
         print(f"soundsearch: error: {exc}", file=sys.stderr)
@@ -52,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("soundsearch: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     return code
 
 

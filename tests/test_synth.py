@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
+import hashlib
 import itertools
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from evaluation.synth.library import (
     FORMATS,
     METADATA_COLUMNS,
     SAMPLE_RATES,
+    encode,
 )
 from evaluation.synth.modifiers import MODIFIER_VALUES
 from evaluation.synth.sources import Params
@@ -79,6 +83,18 @@ def test_same_seed_gives_identical_bytes_and_clip_i_does_not_depend_on_n(library
     other_rows = _rows(other.metadata_csv)
     assert [r["caption_1"] for r in other_rows] != [r["caption_1"] for r in rows]
     assert _library_bytes(other.out_dir) != _library_bytes(fewer.out_dir)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype"), [(fmt, subtype) for fmt, (_, _, subtypes) in FORMATS.items() for subtype, _ in subtypes]
+)
+def test_every_format_and_subtype_encodes_to_the_same_bytes_at_another_time(fmt: str, subtype: str) -> None:
+    clip = synthesize_clip(SEED, 0, max_duration_s=1.0)
+    spec = dataclasses.replace(clip.truth.spec, format=fmt, subtype=subtype)
+    clip = dataclasses.replace(clip, truth=dataclasses.replace(clip.truth, spec=spec))
+    first = hashlib.sha256(encode(clip)).hexdigest()
+    time.sleep(1.05)  # libsndfile stamps float WAVs with the wall clock in seconds
+    assert hashlib.sha256(encode(clip)).hexdigest() == first
 
 
 def test_files_are_what_metadata_declares(library: Path) -> None:

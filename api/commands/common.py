@@ -13,9 +13,24 @@ from indexer.catalog import Catalog
 from indexer.pipeline import Progress
 
 
-def add_catalog_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--home", help="catalog folder (default: $SOUNDSEARCH_HOME, else the per-user data folder)")
-    parser.add_argument("--db-url", help="SQLAlchemy database URL (default: SQLite in the catalog folder)")
+def add_catalog_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    """`--home` and `--db-url`, accepted before the command (as with git or docker) and after it.
+
+    A subcommand's copy defaults to SUPPRESS, so that leaving it out there keeps what was given before the command.
+    """
+    default = None if top_level else argparse.SUPPRESS
+    parser.add_argument(
+        "--home", default=default, help="catalog folder (default: $SOUNDSEARCH_HOME, else the per-user data folder)"
+    )
+    parser.add_argument(
+        "--db-url", default=default, help="SQLAlchemy database URL (default: SQLite in the catalog folder)"
+    )
+
+
+def add_verbose_option(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=False if top_level else argparse.SUPPRESS, help="log details"
+    )
 
 
 def open_catalog(args: argparse.Namespace, *, writable: bool = True) -> Catalog:

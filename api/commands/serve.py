@@ -6,14 +6,15 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from api.commands.common import add_catalog_options
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="HTTP API and web page (http://127.0.0.1:8000 by default)")
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; others need an API key)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--reload", action="store_true", help="restart when the code changes (development)")
-    p.add_argument("--home", help="catalog folder (default: $SOUNDSEARCH_HOME, else the per-user data folder)")
-    p.add_argument("--db-url", help="SQLAlchemy database URL (default: SQLite in the catalog folder)")
+    add_catalog_options(p)
     p.add_argument("--model", help="model spec (default: the catalog's model)")
     p.add_argument("--api-key", help="key that mutating endpoints require (default: $SOUNDSEARCH_API_KEY)")
     p.add_argument(

@@ -308,12 +308,26 @@ def _fixed_ogg_serial(data: bytes, serial: int) -> bytes:
     return bytes(out)
 
 
+def _fixed_peak_timestamp(data: bytes) -> bytes:
+    """libsndfile adds a PEAK chunk to float WAV files whose header holds the time of writing; zero it."""
+    out = bytearray(data)
+    pos = 12  # after "RIFF", the size and "WAVE"
+    while pos + 8 <= len(out):
+        chunk_id, size = bytes(out[pos : pos + 4]), int.from_bytes(out[pos + 4 : pos + 8], "little")
+        if chunk_id == b"PEAK":
+            out[pos + 12 : pos + 16] = bytes(4)  # after the chunk header and the version field
+        pos += 8 + size + (size & 1)
+    return bytes(out)
+
+
 def encode(clip: SynthClip) -> bytes:
     spec = clip.truth.spec
     buffer = io.BytesIO()
     sf.write(buffer, clip.audio, spec.sample_rate, format=spec.format, subtype=spec.subtype)
     data = buffer.getvalue()
-    return _fixed_ogg_serial(data, spec.index & 0xFFFFFFFF) if spec.format == "OGG" else data
+    if spec.format == "OGG":
+        return _fixed_ogg_serial(data, spec.index & 0xFFFFFFFF)
+    return _fixed_peak_timestamp(data) if spec.format == "WAV" else data
 
 
 def _write_clip(out_dir: Path, seed: int, index: int, max_duration_s: float | None) -> ClipTruth:
