@@ -161,10 +161,7 @@ def _check_plausible(info: AudioInfo, size: int) -> None:
     if info.frames == _UNKNOWN_LENGTH:
         raise AudioDecodeError(path, "the header gives no length (an unfinished stream?)")
     per_sample = None if info.format in _COMPRESSED_FORMATS else _PCM_BYTES.get(info.subtype)
-    if per_sample is not None:
-        possible = size // (per_sample * info.channels)
-    else:
-        possible = size * MAX_FRAMES_PER_BYTE
+    possible = size * MAX_FRAMES_PER_BYTE if per_sample is None else size // (per_sample * info.channels)
     if info.frames > possible:
         raise AudioDecodeError(
             path,
