@@ -12,7 +12,7 @@ Headers are not trusted. A file is refused, with the reason, when its header sta
   everyday sounds hears nothing, and a 96 KB file "at 1 Hz" claims 13 hours: 9 599 windows of nothing;
 - more frames than its bytes can hold: uncompressed audio has an exact size per frame, and no codec
   libsndfile reads packs more than `MAX_FRAMES_PER_BYTE` frames into a byte (FLAC's densest case, a
-  silent 65 535-frame block in about 12 bytes, is ~5 500), so a 220-byte FLAC "of 397 hours" is refused
+  silent 65 535-frame block in about 12 bytes, is ~5 500), so a 220-byte FLAC "of 398 hours" is refused
   before it is read.
 Any exception a library raises while reading one file (not only libsndfile's own errors) becomes that
 file's `AudioDecodeError`, so one odd file never fails a run or an upload with a server error.
