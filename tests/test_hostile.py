@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ import soundfile as sf
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.cli import main
 from api.settings import Settings
 from indexer import load_encoder
 from indexer.audio import StreamingResampler, load_audio, probe
@@ -101,7 +100,9 @@ def test_stored_form_round_trips_and_keeps_prefixes() -> None:
 # --- indexing --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("options", [IndexOptions(workers=2), IndexOptions(workers=1, processes=True)], ids=str)
+@pytest.mark.parametrize(
+    "options", [IndexOptions(workers=2), IndexOptions(workers=1, processes=True)], ids=["threads", "processes"]
+)
 def test_hostile_folder_is_indexed_file_by_file(
     tmp_path: Path, hostile: tuple[Path, Path], encoder: Encoder, options: IndexOptions
 ) -> None:
@@ -127,7 +128,9 @@ def test_hostile_folder_is_indexed_file_by_file(
         assert (again.added, again.updated, again.removed, again.unchanged) == (0, 0, 0, len(INDEXED) + 2)
 
 
-def test_links_outside_are_followed_only_when_asked(tmp_path: Path, hostile: tuple[Path, Path], encoder: Encoder) -> None:
+def test_links_outside_are_followed_only_when_asked(
+    tmp_path: Path, hostile: tuple[Path, Path], encoder: Encoder
+) -> None:
     lib, _ = hostile
     with Catalog.open(tmp_path / "home") as catalog:
         index_paths(catalog, encoder, [lib], options=IndexOptions(workers=0, follow_links_outside=True))
@@ -161,27 +164,19 @@ def test_a_library_bug_in_one_file_does_not_stop_the_run(
             assert bad.path.name == "poison.wav" and "MemoryError: cannot allocate the block" in (bad.error or "")
 
 
-def test_cli_indexes_the_hostile_folder_and_lists_failures(tmp_path: Path, hostile: tuple[Path, Path]) -> None:
+def test_cli_indexes_the_hostile_folder_and_lists_failures(
+    tmp_path: Path, hostile: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process (the subprocess start costs more than the run); captured output is strict UTF-8 as a terminal's."""
     lib, _ = hostile
-    home = tmp_path / "home"
-    cli = [sys.executable, "-m", "api.cli"]
-    out = subprocess.run(
-        [*cli, "index", str(lib), "--home", str(home), "--model", "tiny-random", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    summary = json.loads(out.stdout)
-    assert (summary["added"], summary["failed"]) == (len(INDEXED), len(REFUSED))
-    status = subprocess.run([*cli, "status", "--home", str(home), "--failed"], capture_output=True, text=True)
-    assert status.returncode == 0 and "implausible sample rate 1 Hz" in status.stdout
-    out = subprocess.run(
-        [*cli, "index", str(lib), "--home", str(home), "--follow-links-outside", "--json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(out.stdout)["added"] == 2
+    home = str(tmp_path / "home")
+    assert main(["index", str(lib), "--home", home, "--model", "tiny-random", "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "6 added" in printed and "2 failed" in printed and "escape.wav: skipped" in printed
+    assert main(["status", "--home", home, "--failed"]) == 0
+    assert "implausible sample rate 1 Hz" in capsys.readouterr().out
+    assert main(["index", str(lib), "--home", home, "--follow-links-outside", "--workers", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["added"] == 2
 
 
 # --- the server ------------------------------------------------------------------------------------
