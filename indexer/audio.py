@@ -156,7 +156,7 @@ def _check_plausible(info: AudioInfo, size: int) -> None:
         raise AudioDecodeError(
             path,
             f"implausible sample rate {rate} Hz in the header "
-            f"(audio files use {MIN_SAMPLE_RATE} Hz to {MAX_SAMPLE_RATE // 1000} kHz)",
+            f"(audio files use {MIN_SAMPLE_RATE / 1e3:g} kHz to {MAX_SAMPLE_RATE / 1e6:g} MHz)",
         )
     if info.frames == _UNKNOWN_LENGTH:
         raise AudioDecodeError(path, "the header gives no length (an unfinished stream?)")
