@@ -14,6 +14,7 @@ from api.schemas import FileOut, HitOut, SegmentOut
 from api.services import Services, get_services
 from api.settings import Settings, get_settings
 from indexer.catalog import FileRecord, SegmentRecord
+from indexer.fsnames import display
 from search.engine import Hit
 from search.query import Filters
 
@@ -55,19 +56,19 @@ ApiKeyDep = Depends(require_api_key)
 
 
 def _place(path: Path, roots: list[Path]) -> str:
-    """The folder a file is in, relative to its library root (what a designer recognises)."""
+    """The folder a file is in, relative to its library root (what a designer recognises), for display."""
     for root in sorted(roots, key=lambda r: len(r.parts), reverse=True):
         if path.is_relative_to(root):
             rel = path.parent.relative_to(root)
-            return str(Path(root.name) / rel) if rel.parts else root.name
-    return path.parent.name
+            return display(str(Path(root.name) / rel) if rel.parts else root.name)
+    return display(path.parent.name)
 
 
 def hit_out(hit: Hit, roots: list[Path]) -> HitOut:
     return HitOut(
         file_id=hit.file_id,
-        path=str(hit.path),
-        name=hit.path.name,
+        path=display(str(hit.path)),
+        name=display(hit.path.name),
         folder=_place(hit.path, roots),
         score=round(hit.score, 6),
         start_s=round(hit.start_s, 3),
@@ -87,8 +88,8 @@ def file_out(
 ) -> FileOut:
     return FileOut(
         id=record.id,
-        path=str(record.path),
-        name=record.path.name,
+        path=display(str(record.path)),
+        name=display(record.path.name),
         folder=_place(record.path, roots),
         size=record.size,
         duration_s=record.duration_s,

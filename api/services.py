@@ -18,12 +18,13 @@ import anyio.to_thread
 import numpy as np
 from fastapi import Request
 
-from api.errors import NotFound, Unavailable
+from api.errors import Forbidden, NotFound, Unavailable
 from api.jobs import JobRegistry
 from api.settings import Settings
 from indexer.audio import probe, stream_audio
 from indexer.catalog import Catalog, FileRecord, FileStatus
 from indexer.encoders.base import Encoder
+from indexer.scan import within
 from indexer.types import FloatArray
 from search.engine import Engine
 from search.zeroshot import ZeroShotClassifier
@@ -123,6 +124,10 @@ class Services:
         record = self.file(file_id)
         if record.status != FileStatus.OK or not record.path.is_file():
             raise NotFound(f"file {file_id} is not available for playback (missing on disk or failed to index)")
+        # Checked on every request, symlinks resolved: a link made (or changed) after indexing, or one a
+        # CLI run followed with --follow-links-outside, must not hand out a file from elsewhere.
+        if not within(record.path, self.catalog.roots()):
+            raise Forbidden(f"file {file_id} lies outside the library roots (through a symlink): not served")
         return record
 
     def annotations(self, file_id: int) -> tuple[list[str], str | None]:

@@ -16,12 +16,15 @@ Why three ways:
   workers keep decoding while the model runs. A worker that dies (killed, out of memory) fails the run
   with its exit code instead of hanging it.
 
-A file that cannot be decoded is not an error of the run: its `FileEnd` carries the reason. Anything else
-a decoder raises fails the run, as it would inline.
+A file that cannot be decoded is not an error of the run: its `FileEnd` carries the reason, whatever
+was raised (a library's RuntimeError, MemoryError or UnicodeError on odd bytes included: decoding is
+where untrusted bytes meet C libraries, and one file must not end a run over thousands). Only a
+decoder process that dies, or an error outside decoding (the pipe, the queue), fails the run.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import queue
 import threading
@@ -33,8 +36,11 @@ from typing import Any
 
 from indexer.audio import AudioInfo, probe, stream_audio
 from indexer.errors import AudioDecodeError
+from indexer.fsnames import display
 from indexer.metadata import EmbeddedText, read_embedded_text
 from indexer.windows import Window, WindowSpec, iter_windows
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,9 @@ def decode_file(path: str, sample_rate: int, spec: WindowSpec) -> Iterator[Item]
         yield FileEnd(None, n, exc.reason, EmbeddedText())
     except OSError as exc:
         yield FileEnd(None, n, f"cannot read file: {exc.strerror or exc}", EmbeddedText())
+    except Exception as exc:  # a bug (ours or a library's) that this file's bytes trip: see the module doc
+        log.warning("decoding %s failed unexpectedly", display(path), exc_info=True)
+        yield FileEnd(None, n, f"decoding failed unexpectedly ({type(exc).__name__}: {exc})", EmbeddedText())
 
 
 class DecoderDied(RuntimeError):
@@ -170,14 +179,8 @@ def _process_main(conn: Connection, sample_rate: int, spec: WindowSpec) -> None:
         try:
             while (job := conn.recv()) is not None:
                 i, path = job
-                try:
-                    for item in decode_file(path, sample_rate, spec):
-                        conn.send((i, item))
-                except (EOFError, OSError):
-                    raise
-                except Exception as exc:
-                    conn.send((i, RuntimeError(f"decoding {path} failed in a decoder process: {exc!r}")))
-                    return
+                for item in decode_file(path, sample_rate, spec):
+                    conn.send((i, item))
         except (EOFError, OSError):
             return  # the parent is gone or closed the pipe: nothing left to report to
 

@@ -6,12 +6,15 @@ BWF whose description says "glass shatter" even when the audio model misses it.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
+
+from indexer.fsnames import display
 
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _SEPARATORS = re.compile(r"[\s_\-.,;:()\[\]{}+&/\\]+")
@@ -52,10 +55,10 @@ def read_embedded_text(path: str | Path) -> EmbeddedText:
     """Title and comment/description from the file's own tags; empty when it has none or cannot be read."""
     title = comment = None
     try:
-        with sf.SoundFile(str(path)) as f:
+        with sf.SoundFile(os.fsencode(path)) as f:  # bytes: the name may not be UTF-8 (indexer.fsnames)
             title = f.title or None
             comment = f.comment or None
-    except (sf.LibsndfileError, RuntimeError, OSError):
+    except Exception:  # tags are a bonus: a file whose tags cannot be read is indexed without them
         return EmbeddedText()
     if comment is None and Path(path).suffix.lower() in (".wav", ".bwf", ".wave"):
         comment = _bext_description(Path(path))
@@ -64,7 +67,8 @@ def read_embedded_text(path: str | Path) -> EmbeddedText:
 
 def search_text(path: str | Path, root: str | Path | None, embedded: EmbeddedText) -> str:
     """The words a full-text query should match for this file (folders below the root, name, tags)."""
-    p = Path(path)
+    p = Path(display(str(path)))  # undecodable bytes become U+FFFD: SQLite stores UTF-8 text only
+    root = display(str(root)) if root else None
     folders = p.parent.relative_to(root).parts if root and p.is_relative_to(root) else p.parent.parts[-2:]
     tokens = [*words(p.stem), *(w for folder in folders for w in words(folder)), p.suffix.lstrip(".").lower()]
     ucs = parse_ucs(p.stem)

@@ -35,6 +35,7 @@ from indexer.audio import AudioInfo
 from indexer.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
 from indexer.decoding import FileEnd, decoded
 from indexer.encoders.base import Encoder
+from indexer.fsnames import display
 from indexer.metadata import EmbeddedText, search_text
 from indexer.scan import FoundFile, walk_audio
 from indexer.schema import FileRow, Root, SegmentRow, utcnow
@@ -72,7 +73,7 @@ class IndexSummary:
             "segments": self.segments,
             "seconds": round(self.seconds, 3),
             "audio_hours": round(self.audio_seconds / 3600, 4),
-            "errors": self.errors,
+            "errors": [{**e, "path": display(e["path"])} for e in self.errors],
         }
 
 
@@ -84,6 +85,8 @@ class IndexOptions:
     commit_every_s: float = 15.0
     save_index_every_s: float = 120.0
     force: bool = False  # re-embed every file (used by reindex)
+    # Follow symlinks that lead out of the roots being indexed (CLI opt-in; never over HTTP).
+    follow_links_outside: bool = False
 
     def workers_for(self, device: str) -> int:
         """Decoders for a model on `device`: as asked, else CPU_DECODERS on a CPU, else all cores but one (≤ 8)."""
@@ -131,7 +134,7 @@ def index_paths(
     spec = WindowSpec(binding.window_s, binding.hop_s)
     summary = IndexSummary()
     with _run_lock(catalog.home):
-        jobs = _plan(catalog, root_paths, summary, force=opts.force)
+        jobs = _plan(catalog, root_paths, summary, force=opts.force, follow_links_outside=opts.follow_links_outside)
         # numpy's BLAS (the resampler's GEMM) gets one thread: its idle threads otherwise spin on the
         # cores torch's threads need, and every batch after a decode ran 10-20 % slower (bench_index).
         # The limit is process-wide while the run lasts (other threads' numpy products included).
@@ -169,13 +172,15 @@ def file_hash(path: str) -> str:
     return h.hexdigest()
 
 
-def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: bool) -> list[_Job]:
+def _plan(
+    catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: bool, follow_links_outside: bool
+) -> list[_Job]:
     """Diff the disk against the catalog; apply moves and removals; return the files to embed."""
     root_ids = _ensure_roots(catalog, roots)
     found: dict[str, tuple[FoundFile, int]] = {}
     root_paths = dict(zip(root_ids, roots, strict=True))
     for root, root_id in zip(roots, root_ids, strict=True):
-        files, issues = walk_audio(root)
+        files, issues = walk_audio(root, confine_to=None if follow_links_outside else roots)
         summary.errors.extend({"path": i.path, "reason": i.reason} for i in issues)
         for f in files:
             found.setdefault(f.path, (f, root_id))

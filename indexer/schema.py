@@ -20,12 +20,16 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     select,
     text,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from indexer.fsnames import from_stored, to_stored
 
 SCHEMA_VERSION = 3
 
@@ -36,6 +40,22 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+class FsPath(TypeDecorator[str]):
+    """A file system path as text: names that are not UTF-8 round-trip (`indexer.fsnames`).
+
+    The stored form equals the path for every UTF-8 name, so catalogs written before keep their meaning.
+    """
+
+    impl = String(4096)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else to_stored(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else from_stored(value)
 
 
 class Setting(Base):
@@ -49,7 +69,7 @@ class Setting(Base):
 class Root(Base):
     __tablename__ = "roots"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -57,7 +77,7 @@ class FileRow(Base):
     __tablename__ = "files"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     root_id: Mapped[int] = mapped_column(ForeignKey("roots.id", ondelete="CASCADE"), index=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    path: Mapped[str] = mapped_column(FsPath, unique=True)
     size: Mapped[int] = mapped_column(BigInteger)
     mtime_ns: Mapped[int] = mapped_column(BigInteger)
     content_hash: Mapped[str | None] = mapped_column(String(64), index=True)

@@ -147,7 +147,7 @@ def labels_from_folders(root: str | Path) -> LabelledPaths:
         raise TaggerError(f"{base}: not a folder (--from-folders takes a folder with one sub-folder per class)")
     rows: list[tuple[Path, tuple[str, ...]]] = []
     for sub in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        found, _issues = walk_audio(sub)
+        found, _issues = walk_audio(sub, confine_to=None)
         rows.extend((Path(f.path), (sub.name,)) for f in found)
     if not rows:
         raise TaggerError(f"{base}: no audio files in class sub-folders (expected {base}/CLASS/file.wav)")

@@ -91,7 +91,18 @@ def test_long_file_streams_in_bounded_memory(tmp_path: Path) -> None:
     assert peak < 40 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
 
-@pytest.mark.parametrize(("orig", "new"), [(44_100, 48_000), (22_050, 48_000), (8_000, 48_000), (96_000, 48_000)])
+@pytest.mark.parametrize(
+    ("orig", "new"),
+    [
+        (44_100, 48_000),
+        (22_050, 48_000),
+        (8_000, 48_000),
+        (96_000, 48_000),
+        (32_000, 48_000),
+        (16_000, 48_000),
+        (47_952, 48_000),
+    ],
+)
 def test_streaming_resampler_equals_one_shot_torchaudio(orig: int, new: int, rng: np.random.Generator) -> None:
     x = (0.3 * rng.standard_normal(orig * 3 + 17)).astype(np.float32)
     reference = torchaudio.functional.resample(torch.from_numpy(x), orig, new).numpy()

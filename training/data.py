@@ -67,7 +67,7 @@ def caption_from_name(path: Path, root: Path) -> str:
 def _pairs_from_filenames(root: Path) -> list[Pair]:
     if not root.is_dir():
         raise DatasetError(root, "not a folder")
-    found, _ = walk_audio(root)
+    found, _ = walk_audio(root, confine_to=None)
     pairs = [Pair(Path(f.path), (caption_from_name(Path(f.path), root),)) for f in found if is_supported(f.path)]
     if not pairs:
         raise DatasetError(root, "no audio files found")

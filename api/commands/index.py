@@ -7,6 +7,7 @@ from typing import Any
 
 from api.commands.common import TqdmProgress, add_catalog_options, open_catalog, print_json
 from indexer.errors import SoundsearchError
+from indexer.fsnames import display
 
 
 def register(sub: Any) -> None:
@@ -27,6 +28,12 @@ def register(sub: Any) -> None:
         help="run decoders as threads or processes (default: processes beside a GPU model, threads beside a CPU)",
     )
     p.add_argument("--commit-every", type=int, default=64, metavar="N", help="files per transaction (default: 64)")
+    p.add_argument(
+        "--follow-links-outside",
+        action="store_true",
+        help="also index files that symlinks lead to outside the given folders (skipped by default; the server "
+        "never plays them)",
+    )
     _add_budget_option(p)
     p.add_argument("--caption", action="store_true", help="write a caption for every new or changed file")
     p.add_argument("--json", action="store_true", help="print one JSON summary instead of a progress bar")
@@ -95,6 +102,7 @@ def run_index(args: argparse.Namespace) -> int:
                 workers=args.workers,
                 processes=None if args.decoders is None else args.decoders == "processes",
                 commit_every_files=max(1, args.commit_every),
+                follow_links_outside=args.follow_links_outside,
             ),
             progress=TqdmProgress(enabled=not args.json),
         )
@@ -140,7 +148,7 @@ def run_reindex(args: argparse.Namespace) -> int:
 def run_status(args: argparse.Namespace) -> int:
     with open_catalog(args, writable=False) as catalog:
         status = catalog.status().to_dict()
-        failed = [{"path": str(f.path), "error": f.error} for f in catalog.files(status="failed")]
+        failed = [{"path": display(str(f.path)), "error": f.error} for f in catalog.files(status="failed")]
     if args.json:
         print_json({**status, "failed_files": failed} if args.failed else status)
         return 0

@@ -17,6 +17,7 @@ from api.deps import FiltersDep, ServicesDep, file_out, hit_out
 from api.errors import responses
 from api.schemas import FileOut, SearchOut, WaveformOut
 from api.services import waveform_peaks
+from indexer.fsnames import display
 
 router = APIRouter(prefix="/api/files", tags=["files"])
 
@@ -73,8 +74,9 @@ def audio(services: ServicesDep, file_id: FileId) -> FileResponse:
     media_type = MEDIA_TYPES.get((record.format or "").upper()) or (
         mimetypes.guess_type(record.path.name)[0] or "application/octet-stream"
     )
+    # The name in Content-Disposition is text: undecodable bytes of the real name show as U+FFFD.
     return FileResponse(
-        record.path, media_type=media_type, filename=record.path.name, content_disposition_type="inline"
+        record.path, media_type=media_type, filename=display(record.path.name), content_disposition_type="inline"
     )
 
 
