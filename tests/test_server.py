@@ -40,7 +40,7 @@ from tests.conftest import tone_mix
 from tests.planted import SR, PlantedEncoder, tone, write
 from tests.test_api import build_catalog, build_library, wait_for
 
-FAST_DEADLINES = {"header_timeout": 1.0, "keep_alive_timeout": 1, "body_timeout": 1.0}
+FAST_DEADLINES: dict[str, Any] = {"header_timeout": 1.0, "keep_alive_timeout": 1, "body_timeout": 1.0}
 
 
 def free_port() -> int:
