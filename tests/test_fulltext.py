@@ -99,6 +99,7 @@ def test_another_handles_writes_are_seen_after_a_refresh(tmp_path: Path) -> None
 
 def test_generation_moves_with_data_commits_only(tmp_path: Path) -> None:
     with Catalog.open(tmp_path) as catalog:
+
         def now() -> int:
             with catalog.engine.connect() as conn:
                 return generation.current(conn)
