@@ -62,7 +62,7 @@ def create_app(
     for router in (system.router, search.router, files.router, models.router, index.router):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    app.add_middleware(BodyLimit, max_upload_bytes=settings.max_upload_bytes)
+    app.add_middleware(BodyLimit, max_upload_bytes=settings.max_upload_bytes, body_timeout=settings.body_timeout)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -102,7 +102,7 @@ def _load(settings: Settings, encoder: Encoder | None, captioner: Captioner | No
         limiter=anyio.CapacityLimiter(settings.work_slots),
         captioner=captioner,
     )
-    jobs.on_done = services.reopen
+    jobs.on_done = services.refresh
     if captioner is not None:
         services.captioner = _Serialised(captioner, shared.lock)
     return services

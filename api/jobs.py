@@ -2,8 +2,9 @@
 
 One job runs at a time in this process (a second request is a 409); `index_paths` takes the
 catalog's own run lock as well, so a CLI run on the same catalog makes the job fail with that reason.
-The job writes through its own catalog handle; when it ends, `on_done` lets the server swap in a
-fresh read handle, so searches never read a FAISS index another thread is modifying.
+The job writes through its own catalog handle; the server's read handle catches up with the
+catalog's generation (`Catalog.refresh`), and `on_done` makes it do so before the job reads as
+finished, failed or not: the server then serves what the database holds.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ class JobRegistry:
             # Before the job reads as done: a client that sees "done" then searches finds the new files.
             self.on_done()
         except Exception as exc:
-            log.exception("could not reopen the catalog after job %s", job.id)
-            error = error or f"indexed, but the server could not reopen the catalog: {exc}"
+            log.exception("could not reload the catalog after job %s", job.id)
+            error = error or f"indexed, but the server could not reload the catalog: {exc}"
         job.summary, job.error = summary, error
         job.finished_at = _now()
         job.state = "failed" if error else "done"

@@ -125,5 +125,6 @@ class StatusOut(BaseModel):
     indexing_enabled: bool = Field(description="whether library roots are configured for POST /api/index")
     api_key_required: bool
     max_upload_bytes: int
+    max_upload_seconds: float
     max_query_chars: int = MAX_QUERY_CHARS
     jobs_running: int

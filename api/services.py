@@ -9,7 +9,7 @@ import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -81,7 +81,6 @@ class Services:
     jobs: JobRegistry
     limiter: anyio.CapacityLimiter
     captioner: Captioner | None = None
-    _swap_lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def run(self, work: Callable[[], T]) -> T:
         """Blocking work (model, FAISS, SQLite, decoding) in a worker thread, a few requests at a time.
@@ -97,18 +96,13 @@ class Services:
     def catalog(self) -> Catalog:
         return self.engine.catalog
 
-    def reopen(self) -> None:
-        """Serve a catalog an indexing run has changed: open it afresh, then swap it in.
+    def refresh(self) -> None:
+        """Serve what the database holds now (after an indexing job, whether it finished or failed).
 
-        Requests in flight finish on the old engine; its database connections are released by the
-        dispose (SQLAlchemy opens new ones if anything still asks).
+        Searches catch up by themselves (`Catalog.refresh`, per query); this waits for it, so a client
+        that sees its job finished finds the new files in its next search.
         """
-        with self._swap_lock:
-            catalog = Catalog.open(self.settings.home, db_url=self.settings.db_url, writable=False)
-            _ = catalog.index  # load before the swap, not in the first request after it
-            old, self.engine = self.engine, Engine(catalog, self.encoder)
-            old.close()
-            _classifier.cache_clear()
+        self.catalog.refresh()
 
     def classifier(self, labels: Sequence[str], multi_label: bool) -> ZeroShotClassifier:
         # The page classifies many sounds against the same labels: embed the label prompts once.

@@ -33,6 +33,19 @@ class Settings(BaseSettings):
         default=False, description="listen on a non-loopback address without an API key (you were warned)"
     )
     max_upload_mb: float = Field(default=100.0, gt=0, description="largest accepted upload, in MB")
+    # A few MB of FLAC hold hours of silence: the decoded length is capped apart from the size.
+    max_upload_seconds: float = Field(
+        default=1800.0, gt=0, description="longest accepted upload once decoded, in seconds (30 min)"
+    )
+    keep_alive_timeout: int = Field(
+        default=5, ge=1, le=3600, description="seconds an idle connection stays open between requests"
+    )
+    header_timeout: float = Field(
+        default=10.0, gt=0, le=3600, description="seconds a client has to send a request's line and headers"
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description="longest wait for the next part of a request body, in seconds"
+    )
     # Env: SOUNDSEARCH_LIBRARY_ROOTS=/sounds/lib:/mnt/more (os.pathsep), SOUNDSEARCH_CORS_ORIGINS=a,b
     library_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list, description="folders that POST /api/index may index (nothing else)"

@@ -112,9 +112,6 @@ def build(
         ]
         for start in range(0, len(segs), 20_000):
             s.execute(insert(SegmentRow), segs[start : start + 20_000])
-        from indexer import fulltext
-
-        fulltext.mark_changed(s)
     catalog.save_index()
     if catalog._rebuild is not None:
         catalog._rebuild.join()  # measure the index the catalog settles on, not the rebuild's CPU

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from sqlalchemy import select, update
 
 from captioning.captioner import Captioner
-from indexer import fulltext
 from indexer.catalog import Catalog, FileStatus
 from indexer.errors import SoundsearchError
 from indexer.schema import FileRow
@@ -28,7 +27,7 @@ def caption_catalog_files(
     """Caption these files (None: every indexed file; `overwrite=False` skips files that have a caption).
 
     A file that cannot be captioned keeps its old caption and is logged: one bad file never stops a run.
-    Captions are committed every `commit_every` files, each batch with its full-text refresh.
+    Captions are committed every `commit_every` files, each batch moving the catalog's generation.
     """
     with catalog.session() as s:
         query = select(FileRow.id, FileRow.path, FileRow.caption).where(FileRow.status == FileStatus.OK)
@@ -59,5 +58,4 @@ def _store(catalog: Catalog, captions: dict[int, str]) -> dict[int, str]:
     with catalog.session() as s:
         for fid, caption in captions.items():
             s.execute(update(FileRow).where(FileRow.id == fid).values(caption=caption))
-        fulltext.mark_changed(s)
     return dict(captions)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from sqlalchemy import Engine, create_engine, delete, event, func, insert, selec
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from indexer import fulltext, index_choice
+from indexer import fulltext, generation, index_choice
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
 from indexer.schema import (
@@ -58,6 +59,14 @@ class CatalogError(SoundsearchError):
 class FileStatus:
     OK = "ok"
     FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class _Revision:
+    """What a handle has loaded: the data's generation and the recorded index plan (a rebuild's mark)."""
+
+    generation: int
+    index_plan: str | None
 
 
 @dataclass(frozen=True)
@@ -159,11 +168,12 @@ class Catalog:
         self.index_path = home / INDEX_NAME
         self._index: FaissIndex | None = None
         self._segment_cache: dict[int, SegmentRecord] = {}
-        self._index_stamp: tuple[int, int] | None = None
         # Which index to build as the catalog grows, and the background rebuild (indexer.index_choice).
         self.index_policy = index_choice.IndexPolicy()
         self._rebuild: index_choice.Rebuild | None = None
-        self.text = fulltext.TextSearcher(engine)  # BM25 over the files' words, kept in memory
+        self._text: fulltext.TextIndex | None = None  # BM25 over the files' words, kept in memory
+        self._loaded: _Revision | None = None  # what `refresh` last caught up with
+        self._refreshing = threading.Lock()
 
     # --- opening -----------------------------------------------------------------------------------
 
@@ -208,7 +218,7 @@ class Catalog:
             elif version < SCHEMA_VERSION:
                 steps = migrate(conn, SCHEMA_VERSION)
                 log.warning("upgraded catalog schema %s → %s", version, steps[-1])
-            fulltext.ensure(conn)
+            generation.ensure(conn)
 
     def close(self) -> None:
         if self._rebuild is not None:
@@ -224,7 +234,8 @@ class Catalog:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One unit of work: committed on success, rolled back on error."""
-        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+        # A CatalogSession: its commit moves the generation when files, segments or tags changed.
+        with generation.CatalogSession(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
 
     # --- model binding -----------------------------------------------------------------------------
@@ -309,7 +320,6 @@ class Catalog:
         index: FaissIndex | None = None
         if self.index_path.exists():
             try:
-                self._index_stamp = _stamp(self.index_path)
                 index = load_index(self.index_path, vector_source=self.vectors)
                 index_choice.restore_tuning(index, index_choice.index_state(self))
             except RuntimeError as exc:
@@ -322,7 +332,6 @@ class Catalog:
         if (added or removed) and self.writable:
             log.warning("repaired vector index: added %d missing vectors, dropped %d stale ids", added, removed)
             index.save(self.index_path)
-            self._index_stamp = _stamp(self.index_path)
         return index
 
     def _reconcile(self, index: FaissIndex) -> tuple[int, int]:
@@ -339,19 +348,56 @@ class Catalog:
             index.add(chunk, self.vectors(chunk))
         return len(missing), len(stale)
 
-    def refresh(self) -> bool:
-        """Reload the index if another process saved a new one; returns whether it did."""
-        if self._index is not None and self.index_path.exists() and _stamp(self.index_path) == self._index_stamp:
+    @property
+    def text(self) -> fulltext.TextIndex:
+        """The files' words, as of the generation this handle caught up with (see `refresh`)."""
+        if self._text is None:
+            self.refresh()
+        assert self._text is not None
+        return self._text
+
+    def refresh(self, *, wait: bool = True) -> bool:
+        """Catch up with what any process committed since: vectors and words, one after the other.
+
+        Costs one indexed read when the generation did not move (`indexer.generation`). Vectors are
+        reconciled in place against the database, so only the difference moves (a search running
+        meanwhile sees each add or remove whole, the index locks them); the FAISS file is read
+        again only when it was rebuilt as another kind. With `wait=False` a thread finding another
+        one catching up goes on with what is loaded, so a reload never holds searches up; a handle
+        with nothing loaded yet always waits. Returns whether anything was reloaded.
+        """
+        if self._revision() == self._loaded and self._text is not None:
             return False
-        self._index = None
-        _ = self.index
-        return True
+        if not self._refreshing.acquire(blocking=wait or self._text is None):
+            return False
+        try:
+            # Read before the rows it stands for: what is loaded is never older than `_loaded`.
+            seen = self._revision()
+            if seen == self._loaded and self._text is not None:
+                return False
+            with self.engine.connect() as conn:
+                text = fulltext.TextIndex.build(fulltext.bodies(conn))
+            binding = self.binding
+            rebuilt = self._loaded is not None and seen.index_plan != self._loaded.index_plan
+            if self._index is None or rebuilt or (binding is not None and binding.dim != self._index.dim):
+                self._index = self._load_and_reconcile()
+            else:
+                self._reconcile(self._index)
+            self._text, self._loaded = text, seen
+            return True
+        finally:
+            self._refreshing.release()
+
+    def _revision(self) -> _Revision:
+        keys = (generation.GENERATION_KEY, index_choice.SETTING_KEY)
+        with Session(self.engine) as s:
+            values = {k: v for k, v in s.execute(select(Setting.key, Setting.value).where(Setting.key.in_(keys)))}
+        return _Revision(int(values.get(generation.GENERATION_KEY) or 0), values.get(index_choice.SETTING_KEY))
 
     def save_index(self) -> None:
         if not self.writable:
             raise CatalogError("catalog was opened read-only")
         self.index.save(self.index_path)
-        self._index_stamp = _stamp(self.index_path)
         index_choice.maybe_rebuild(self)  # in the background, when the catalog outgrew its index
 
     # --- queries -----------------------------------------------------------------------------------
@@ -461,7 +507,6 @@ class Catalog:
             ]
             if rows:
                 s.execute(insert(TagRow), rows)
-            fulltext.mark_changed(s)
         return len(rows)
 
     def search_vectors(self, query: FloatArray, k: int) -> list[tuple[SegmentRecord, float]]:
@@ -509,11 +554,6 @@ def _file_record(row: FileRow) -> FileRecord:
         error=row.error,
         indexed_at=row.indexed_at,
     )
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_ino, st.st_mtime_ns
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -6,29 +6,24 @@ finds "glass", "glasses") are one contiguous run of postings: a query is a few a
 `bincount`, whatever the number of matching files (a common word matching 10 000 files costs what a
 rare one does, where FTS5 computes BM25 row by row).
 
-Writers call `mark_changed` in the transaction that changes any file's words; it stores a new random
-token under `settings.text_generation`. `TextSearcher` reads the token (one indexed row) before each
-query and rebuilds its index when the token moved, so another process's commits are seen by the next
-query and a half-written change never is.
+`Catalog.refresh` builds one when the catalog's generation moves (`indexer.generation`) and swaps it
+in whole, together with the vectors.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-import threading
 import unicodedata
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from indexer.schema import FileRow, Setting, TagRow
+from indexer.schema import FileRow, TagRow
 
-GENERATION_KEY = "text_generation"
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits: "_", "'" and the rest separate words
 _K1, _B = 1.2, 0.75
 MIN_PREFIX = 4  # shorter words match whole words only: a prefix "do" would match everything
@@ -76,21 +71,6 @@ def query_words(text: str) -> list[str]:
     but letters and digits ("dog_bark", "dog's" → "dog" ...), accents removed, case folded."""
     plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
     return [w.casefold() for w in _WORD.findall(plain)]
-
-
-def ensure(conn: Connection) -> None:
-    """Give a catalog its text-generation row (once, when it is created or upgraded)."""
-    if generation(conn) is None:
-        conn.execute(insert(Setting).values(key=GENERATION_KEY, value=uuid.uuid4().hex))
-
-
-def mark_changed(conn: Connection | Session) -> None:
-    """Record that some file's searchable words changed (call inside the writing transaction)."""
-    conn.execute(update(Setting).where(Setting.key == GENERATION_KEY).values(value=uuid.uuid4().hex))
-
-
-def generation(conn: Connection | Session) -> str | None:
-    return conn.execute(select(Setting.value).where(Setting.key == GENERATION_KEY)).scalar()
 
 
 def bodies(conn: Connection | Session, file_ids: Sequence[int] | None = None) -> dict[int, str]:
@@ -186,42 +166,3 @@ class TextIndex:
             candidates = candidates[scores[candidates] >= kth]
         order = candidates[np.lexsort((self.file_ids[candidates], -scores[candidates]))][:limit]
         return [(int(self.file_ids[r]), float(scores[r])) for r in order]
-
-
-class TextSearcher:
-    """A catalog's text ranking: one `TextIndex`, rebuilt when the catalog's text generation moves.
-
-    One thread rebuilds at a time, outside the readers' way: while it does, other threads keep being
-    served the previous index (an indexing run moves the token at every commit), and only a searcher
-    with no index yet waits. The thread that saw the token move rebuilds before it answers, so a
-    process always sees its own writes.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._build = threading.Lock()
-        self._state: tuple[str | None, TextIndex] | None = None  # (token, index), swapped as one
-
-    def index(self) -> TextIndex:
-        with self.engine.connect() as conn:
-            current = generation(conn)
-            state = self._state
-            if state is not None and state[0] == current:
-                return state[1]
-            if state is not None and not self._build.acquire(blocking=False):
-                return state[1]  # another thread is rebuilding: the previous index serves meanwhile
-            if state is None:
-                self._build.acquire()
-            try:
-                state = self._state
-                if state is None or state[0] != current:
-                    # The token is read before the words: the index is never older than its token (at
-                    # worst newer, and then rebuilt once more).
-                    state = (current, TextIndex.build(bodies(conn)))
-                    self._state = state
-                return state[1]
-            finally:
-                self._build.release()
-
-    def search(self, query: str, limit: int, *, exclude: Sequence[str] = ()) -> list[tuple[int, float]]:
-        return self.index().search(query, limit, exclude=exclude)

@@ -30,7 +30,6 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
-from indexer import fulltext
 from indexer.audio import AudioInfo
 from indexer.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
 from indexer.decoding import FileEnd, decoded
@@ -238,8 +237,6 @@ def _plan(
                 .where(FileRow.id == file_id)
                 .values(path=f.path, root_id=root_id, size=f.size, mtime_ns=f.mtime_ns, search_text=words)
             )
-        if moves:
-            fulltext.mark_changed(s)
         stale = _delete_files(s, removed_ids)
     catalog.index.remove(stale)
     return jobs
@@ -286,8 +283,6 @@ def _delete_segments(s: Session, file_ids: Sequence[int]) -> np.ndarray:
 
 def _delete_files(s: Session, file_ids: Sequence[int]) -> np.ndarray:
     seg_ids = _delete_segments(s, file_ids)
-    if file_ids:
-        fulltext.mark_changed(s)
     if file_ids:
         s.execute(delete(FileRow).where(FileRow.id.in_(file_ids)))
     return seg_ids
@@ -405,7 +400,6 @@ class _EmbedRun:
         new_vectors: list[np.ndarray] = []
         stale: list[np.ndarray] = []
         with self.catalog.session() as s:
-            committed: list[int] = []
             for st in self.ready:
                 values = self._file_values(st)
                 if st.job.existing_id is None:
@@ -415,7 +409,6 @@ class _EmbedRun:
                     file_id = st.job.existing_id
                     stale.append(_delete_segments(s, [file_id]))
                     s.execute(update(FileRow).where(FileRow.id == file_id).values(**values))
-                committed.append(file_id)
                 if st.error is not None:
                     self.summary.failed += 1
                     self.summary.errors.append({"path": st.job.found.path, "reason": st.error})
@@ -435,8 +428,6 @@ class _EmbedRun:
                     self.summary.added += 1
                 else:
                     self.summary.updated += 1
-            if committed:
-                fulltext.mark_changed(s)
         if stale:
             self.catalog.index.remove(np.concatenate(stale))
         if new_ids:

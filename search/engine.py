@@ -107,6 +107,7 @@ class Engine:
         like_weight: float = 0.5,
     ) -> list[Hit]:
         """Find sounds by description; `like` mixes in an example sound ("like this, but with rain")."""
+        self.catalog.refresh(wait=False)  # what other processes committed since the last query
         parsed = parse_text(text)
         check_k(k)
         check_mode(mode)
@@ -132,6 +133,7 @@ class Engine:
 
     def similar(self, example: Example, k: int = 20, *, filters: Filters | None = None) -> list[Hit]:
         """Sounds like an example: an indexed file (id or path) or any audio file."""
+        self.catalog.refresh(wait=False)
         check_k(k)
         query, exclude = self._example_vector(example)
         return self._hits(self._vector_ranking(query, k, self._filter(filters), exclude), ("vector",))
@@ -259,7 +261,7 @@ class Engine:
 
     def _text_ranking(self, parsed: ParsedText, k: int, filt: FileFilter | None, exclude: int | None) -> list[_Ranked]:
         limit = max(4 * k, 200)
-        index = self.catalog.text.index()  # one snapshot for both passes
+        index = self.catalog.text  # one snapshot for both passes
         rows = index.search(parsed.positive, limit, exclude=parsed.negative)
         if filt is None:
             return [_Ranked(fid, score) for fid, score in rows if fid != exclude][:k]

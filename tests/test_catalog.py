@@ -53,7 +53,7 @@ def test_version_1_catalog_is_upgraded_to_full_text_search(tmp_path: Path) -> No
 def test_version_2_catalog_loses_its_fts5_table_and_keeps_its_words(tmp_path: Path) -> None:
     with Catalog.open(tmp_path) as catalog, catalog.engine.begin() as conn:
         conn.execute(text("CREATE VIRTUAL TABLE files_fts USING fts5(body)"))
-        conn.execute(text("DELETE FROM settings WHERE key = 'text_generation'"))
+        conn.execute(text("DELETE FROM settings WHERE key = 'generation'"))
         conn.execute(text("UPDATE settings SET value = '2' WHERE key = 'schema_version'"))
     with Catalog.open(tmp_path) as catalog, catalog.engine.connect() as conn:
         assert conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'files_fts'")).first() is None

@@ -1,5 +1,5 @@
 """In-memory BM25 (`indexer.fulltext`): against a direct computation of FTS5's formula, prefixes,
-exclusions, and changes made through another catalog handle seen by the next query."""
+exclusions, and changes made through another catalog handle seen once the reader refreshes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, update
 
-from indexer import fulltext
+from indexer import fulltext, generation
 from indexer.catalog import Catalog
 from indexer.fulltext import TextIndex, query_words
 from indexer.schema import FileRow, Root
@@ -78,22 +78,46 @@ def test_large_random_corpus_top_k_matches_reference() -> None:
     assert [fid for fid, _ in index.search("w001x w02", 25)] == top
 
 
-def test_another_handles_writes_are_seen_by_the_next_query(tmp_path: Path) -> None:
+def test_another_handles_writes_are_seen_after_a_refresh(tmp_path: Path) -> None:
+    """Writers never mark anything themselves: committing files, captions or tags moves the generation."""
     with Catalog.open(tmp_path) as reader, Catalog.open(tmp_path) as writer:
         with writer.session() as s:
             s.add(Root(id=1, path="/lib"))
             s.flush()
             s.execute(insert(FileRow).values(id=1, root_id=1, path="/lib/a.wav", size=1, mtime_ns=1, status="ok"))
-            fulltext.mark_changed(s)
         assert reader.text.search("thunderclap", 5) == []
         with writer.session() as s:
             s.execute(update(FileRow).where(FileRow.id == 1).values(caption="a thunderclap far away"))
-            fulltext.mark_changed(s)
+        assert reader.text.search("thunderclap", 5) == []  # what it loaded, until it looks again
+        assert reader.refresh()
         assert [fid for fid, _ in reader.text.search("thunderclap", 5)] == [1]
         writer.set_tags("user", {1: [("storm", 1.0)]})
-        assert [fid for fid, _ in reader.text.search("storm", 5)] == [1]
-        index = reader.text.index()
-        assert reader.text.index() is index  # nothing changed: no rebuild
+        assert reader.refresh() and [fid for fid, _ in reader.text.search("storm", 5)] == [1]
+        index = reader.text
+        assert not reader.refresh() and reader.text is index  # nothing changed: no rebuild
+
+
+def test_generation_moves_with_data_commits_only(tmp_path: Path) -> None:
+    with Catalog.open(tmp_path) as catalog:
+
+        def now() -> int:
+            with catalog.engine.connect() as conn:
+                return generation.current(conn)
+
+        start = now()
+        with catalog.session() as s:
+            s.add(Root(id=1, path="/lib"))  # roots hold no searchable data
+        assert now() == start
+        with catalog.session() as s:  # an ORM object, flushed by the commit itself
+            s.add(FileRow(root_id=1, path="/lib/b.wav", size=1, mtime_ns=1, status="ok"))
+        assert now() == start + 1
+        with pytest.raises(RuntimeError), catalog.session() as s:
+            s.execute(update(FileRow).values(caption="never committed"))
+            raise RuntimeError("rolled back")
+        assert now() == start + 1
+        with catalog.session() as s:
+            s.execute(update(FileRow).values(caption="a creak"))
+        assert now() == start + 2
 
 
 def test_words_split_like_fts5_unicode61() -> None:

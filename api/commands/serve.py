@@ -26,6 +26,9 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--cors-origin", action="append", metavar="ORIGIN", help="allowed browser origin (repeatable)")
     p.add_argument("--max-upload-mb", type=float, help="largest upload accepted (default 100)")
+    p.add_argument(
+        "--max-upload-seconds", type=float, help="longest upload accepted once decoded, in seconds (default 1800)"
+    )
     p.add_argument("--allow-public", action="store_true", help="listen on a non-loopback address without a key")
     p.set_defaults(run=run_serve)
 
@@ -42,6 +45,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
         "library_roots": args.library_root,
         "cors_origins": args.cors_origin,
         "max_upload_mb": args.max_upload_mb,
+        "max_upload_seconds": args.max_upload_seconds,
         "allow_public": args.allow_public or None,
     }
     return {key: value for key, value in given.items() if value is not None}
@@ -50,8 +54,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run_serve(args: argparse.Namespace) -> int:
     import os
 
-    import uvicorn
-
+    from api.server import serve
     from api.settings import Settings, check_bind
 
     settings = Settings(**overrides(args))
@@ -68,9 +71,9 @@ def run_serve(args: argparse.Namespace) -> int:
             elif key == "api_key":
                 value = settings.api_key.get_secret_value() if settings.api_key else ""
             os.environ[f"SOUNDSEARCH_{key.upper()}"] = str(value)
-        uvicorn.run("api.app:create_app", factory=True, host=settings.host, port=settings.port, reload=True)
+        serve("api.app:create_app", settings, factory=True, reload=True)
         return 0
     from api.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    serve(create_app(settings), settings, log_level="info")
     return 0

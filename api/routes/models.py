@@ -46,7 +46,7 @@ async def classify(
             prediction, source = results[0][1], record.path.name
         else:
             assert file is not None
-            with saved_upload(file, settings.max_upload_bytes) as path:
+            with saved_upload(file, settings.max_upload_bytes, settings.max_upload_seconds) as path:
                 (prediction,) = classifier.predict_files([path])
             source = file.filename or "upload"
         return ClassifyOut(
@@ -68,7 +68,7 @@ async def caption(
     captioner = services.require_captioner()  # 503 until a captioning model is configured
 
     def work() -> CaptionOut:
-        with saved_upload(file, settings.max_upload_bytes) as path, services.encoder.lock:
+        with saved_upload(file, settings.max_upload_bytes, settings.max_upload_seconds) as path, services.encoder.lock:
             # The captioner may share the audio encoder's model: one model call at a time, as for search.
             return CaptionOut(caption=captioner.caption(path))
 

@@ -32,12 +32,17 @@ async def search(
     like_weight: Annotated[float, Query(ge=0, le=1, description="weight of `like` against the text")] = 0.5,
 ) -> SearchOut:
     t0 = time.perf_counter()
-    engine = services.engine  # one engine for the whole request, even if a finished job swaps it
-    if like is not None:
-        services.file(like)  # 404 for an unknown id rather than a query error
-    hits = engine.search(q, k, mode=mode, filters=filters, like=like, like_weight=like_weight)
-    roots = engine.catalog.roots()
-    return SearchOut(query=q, mode=mode, k=k, took_ms=_ms(t0), hits=[hit_out(h, roots) for h in hits])
+    engine = services.engine
+
+    def work() -> SearchOut:
+        # Embedding the text, FAISS and SQLite all block: never on the event loop.
+        if like is not None:
+            services.file(like)  # 404 for an unknown id rather than a query error
+        hits = engine.search(q, k, mode=mode, filters=filters, like=like, like_weight=like_weight)
+        roots = engine.catalog.roots()
+        return SearchOut(query=q, mode=mode, k=k, took_ms=_ms(t0), hits=[hit_out(h, roots) for h in hits])
+
+    return await services.run(work)
 
 
 @router.post("/search/audio", response_model=SearchOut, responses=responses(413, 415))
@@ -52,7 +57,7 @@ async def search_by_example(
     engine = services.engine
 
     def work() -> SearchOut:
-        with saved_upload(file, settings.max_upload_bytes) as path:
+        with saved_upload(file, settings.max_upload_bytes, settings.max_upload_seconds) as path:
             hits = engine.similar(str(path), k, filters=filters)
         roots = engine.catalog.roots()
         return SearchOut(query=None, mode="vector", k=k, took_ms=_ms(t0), hits=[hit_out(h, roots) for h in hits])

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep, SettingsDep
 from api.schemas import Health, StatusOut
+from indexer.catalog import CatalogStatus
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -22,7 +23,11 @@ async def healthz() -> Health:
 
 @router.get("/api/status", response_model=StatusOut)
 async def status(services: ServicesDep, settings: SettingsDep) -> StatusOut:
-    st = await services.run(services.catalog.status)
+    def work() -> CatalogStatus:
+        services.catalog.refresh(wait=False)  # counts and vectors of the same generation
+        return services.catalog.status()
+
+    st = await services.run(work)
     return StatusOut(
         files=st.files,
         failed=st.failed,
@@ -36,6 +41,7 @@ async def status(services: ServicesDep, settings: SettingsDep) -> StatusOut:
         indexing_enabled=bool(settings.library_roots),
         api_key_required=settings.api_key is not None,
         max_upload_bytes=settings.max_upload_bytes,
+        max_upload_seconds=settings.max_upload_seconds,
         jobs_running=services.jobs.running(),
     )
 
