@@ -4,15 +4,21 @@ A catalog lives in a home directory (`--home`, else `$SOUNDSEARCH_HOME`, else th
 directory): `catalog.db` (SQLite, unless another SQLAlchemy URL is given) and `vectors.faiss`.
 The database is the source of truth, vectors included; on open, the FAISS ids are checked against
 the database's segments and any difference (a crash between a database commit and the next index
-save, say) is repaired from the stored vectors. A catalog is bound to the one model that built it.
+save, say) is repaired from the stored vectors. The FAISS file carries the catalog's identity
+(`indexer.index_file`): a file from another catalog or model is rebuilt from the database.
+A catalog is bound to the one model that built it.
+
+Storage failures reach the user as one sentence: a damaged database (`CatalogDamagedError`, see
+`soundsearch doctor`) and a full or failing disk (`CatalogStorageError`, nothing committed is lost).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,14 +27,15 @@ from typing import Any
 
 import numpy as np
 import platformdirs
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from indexer import fulltext, index_choice
+from indexer import fulltext, index_choice, index_file
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
 from indexer.schema import (
+    CATALOG_ID_KEY,
     SCHEMA_VERSION,
     Base,
     FileRow,
@@ -37,6 +44,7 @@ from indexer.schema import (
     Setting,
     TagRow,
     migrate,
+    new_catalog_id,
     schema_version,
 )
 from indexer.types import FloatArray, Seconds
@@ -53,6 +61,14 @@ SEGMENT_CACHE_SIZE = 500_000
 
 class CatalogError(SoundsearchError):
     """The catalog cannot be used as asked (wrong model, newer schema, ...)."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog's database file is corrupt: `soundsearch doctor --repair` recovers what it can."""
+
+
+class CatalogStorageError(CatalogError):
+    """The catalog could not be written (disk full, file too large, I/O error); what was committed is kept."""
 
 
 class FileStatus:
@@ -177,6 +193,7 @@ class Catalog:
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _storage_errors(describe_database(engine)))
         catalog = cls(root, engine, url, writable=writable)
         catalog._prepare_schema()
         return catalog
@@ -198,8 +215,10 @@ class Catalog:
         with self.engine.begin() as conn:
             Base.metadata.create_all(conn)
             version = schema_version(conn)
+            steps: list[int] = []
             if version is None:
                 conn.execute(insert(Setting).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                new_catalog_id(conn)
             elif version > SCHEMA_VERSION:
                 raise CatalogError(
                     f"catalog {self.home} uses schema version {version}, newer than this soundsearch "
@@ -209,6 +228,24 @@ class Catalog:
                 steps = migrate(conn, SCHEMA_VERSION)
                 log.warning("upgraded catalog schema %s → %s", version, steps[-1])
             fulltext.ensure(conn)
+        if 4 in steps:
+            self._adopt_index_file()
+
+    def _adopt_index_file(self) -> None:
+        """Stamp the FAISS file of a catalog upgraded to schema 4 with its identity: that file was the
+        catalog's own (trusted by ids, as before), and rebuilding a large index on every read-only open
+        until the next indexing run would cost minutes. Appending leaves FAISS's bytes untouched; a
+        crash mid-append leaves no valid trailer, and the file is then rebuilt."""
+        binding = self.binding
+        if binding is None or not self.index_path.exists() or index_file.read_identity(self.index_path):
+            return
+        try:
+            index = load_index(self.index_path)
+        except RuntimeError:
+            return  # unreadable: rebuilt from the database when first used
+        with open(self.index_path, "ab") as f:
+            f.write(self._identity(index, binding).trailer())
+        log.info("vector index %s (written before schema 4) stamped as this catalog's", self.index_path)
 
     def close(self) -> None:
         if self._rebuild is not None:
@@ -269,30 +306,15 @@ class Catalog:
         """Record the catalog's model on first use; refuse a different one afterwards."""
         self.check_model(model_id, dim)
         if self.binding is None:
-            self._write_binding(ModelBinding(model_id, dim, window_s, hop_s, PREPROCESSING_VERSION))
+            with self.session() as s:
+                write_binding(s, ModelBinding(model_id, dim, window_s, hop_s, PREPROCESSING_VERSION))
         binding = self.binding
         assert binding is not None
         return binding
 
-    def rebind_model(self, model_id: str, dim: int, window_s: Seconds, hop_s: Seconds) -> None:
-        """Drop every vector and bind the catalog to a new model (the files are kept for re-embedding)."""
-        with self.session() as s:
-            s.execute(delete(SegmentRow))
-        self._write_binding(ModelBinding(model_id, dim, window_s, hop_s, PREPROCESSING_VERSION))
-        self._index = create_index(dim)
-        self.save_index()
-
-    def _write_binding(self, b: ModelBinding) -> None:
-        values = {
-            "model_id": b.model_id,
-            "dim": str(b.dim),
-            "window_s": str(b.window_s),
-            "hop_s": str(b.hop_s),
-            "preprocessing": b.preprocessing,
-        }
-        with self.session() as s:
-            for key, value in values.items():
-                s.merge(Setting(key=key, value=value))
+    @property
+    def catalog_id(self) -> str:
+        return self.settings()[CATALOG_ID_KEY]
 
     # --- vector index ------------------------------------------------------------------------------
 
@@ -302,33 +324,59 @@ class Catalog:
             self._index = self._load_and_reconcile()
         return self._index
 
+    def forget_index(self) -> None:
+        """Drop the loaded index: the next use loads (and checks) the saved one again."""
+        self._index = None
+
+    def read_index_file(self) -> tuple[FaissIndex | None, str | None]:
+        """The saved index if it is this catalog's own, else None and why not (None, None: no file)."""
+        if not self.index_path.exists():
+            return None, None
+        try:
+            found = index_file.read_identity(self.index_path)
+            index = load_index(self.index_path, vector_source=self.vectors)
+        except (RuntimeError, ValueError) as exc:
+            return None, f"it is unreadable ({exc})"
+        binding = self.binding
+        if binding is None:
+            return (index, None) if index.count() == 0 else (None, "the catalog has no model for its vectors")
+        why = index_file.mismatch(found, self._identity(index, binding))
+        return (None, why) if why else (index, None)
+
+    def _identity(self, index: FaissIndex, binding: ModelBinding) -> index_file.IndexIdentity:
+        return index_file.IndexIdentity(
+            self.catalog_id, binding.model_id, binding.dim, index_file.ids_checksum(index.ids())
+        )
+
     def _load_and_reconcile(self) -> FaissIndex:
         self._segment_cache.clear()  # deleted segments must not outlive the index that held them
         binding = self.binding
-        dim = binding.dim if binding else 0
-        index: FaissIndex | None = None
         if self.index_path.exists():
-            try:
-                self._index_stamp = _stamp(self.index_path)
-                index = load_index(self.index_path, vector_source=self.vectors)
-                index_choice.restore_tuning(index, index_choice.index_state(self))
-            except RuntimeError as exc:
-                log.warning("vector index %s is unreadable (%s); rebuilding it from the catalog", self.index_path, exc)
-        if index is None or (dim and index.dim != dim):
-            index = create_index(dim or 1)
+            self._index_stamp = _stamp(self.index_path)
+        index, why = self.read_index_file()
+        if index is not None:
+            index_choice.restore_tuning(index, index_choice.index_state(self))
+        else:
+            if why is not None:
+                log.warning("vector index %s is not used: %s; rebuilding it from the database", self.index_path, why)
+            index = create_index(binding.dim if binding else 1)
             index.vector_source = self.vectors
         index.accelerate()  # GPU search when there is a GPU; a no-op otherwise
         added, removed = self._reconcile(index)
-        if (added or removed) and self.writable:
+        if (added or removed) and why is None:
             log.warning("repaired vector index: added %d missing vectors, dropped %d stale ids", added, removed)
-            index.save(self.index_path)
-            self._index_stamp = _stamp(self.index_path)
+        if (added or removed or why is not None) and self.writable:
+            self._save(index)
         return index
+
+    def segment_ids(self) -> IdArray:
+        """Every segment id in the database (the ids the vector index must hold)."""
+        with Session(self.engine) as s:
+            return np.fromiter(s.scalars(select(SegmentRow.id)), dtype=np.int64)
 
     def _reconcile(self, index: FaissIndex) -> tuple[int, int]:
         """Make the index hold exactly the database's segments; returns (added, removed)."""
-        with Session(self.engine) as s:
-            db_ids = np.fromiter(s.scalars(select(SegmentRow.id)), dtype=np.int64)
+        db_ids = self.segment_ids()
         have = index.ids()
         missing = np.setdiff1d(db_ids, have, assume_unique=True)
         stale = np.setdiff1d(have, db_ids, assume_unique=True)
@@ -350,9 +398,23 @@ class Catalog:
     def save_index(self) -> None:
         if not self.writable:
             raise CatalogError("catalog was opened read-only")
-        self.index.save(self.index_path)
-        self._index_stamp = _stamp(self.index_path)
+        self._save(self.index)
         index_choice.maybe_rebuild(self)  # in the background, when the catalog outgrew its index
+
+    def _save(self, index: FaissIndex) -> None:
+        binding = self.binding
+        trailer = self._identity(index, binding).trailer() if binding else b""
+        try:
+            index.save(self.index_path, trailer)
+        except (OSError, RuntimeError) as exc:
+            # FAISS reports a failed write as a RuntimeError carrying strerror; the old file stays whole.
+            if not _is_storage_failure(exc):
+                raise
+            raise CatalogStorageError(
+                f"could not write the vector index {self.index_path} ({_reason(exc)}); free some space on its "
+                "disk and run the command again (the database holds every vector: the index catches up then)"
+            ) from exc
+        self._index_stamp = _stamp(self.index_path)
 
     # --- queries -----------------------------------------------------------------------------------
 
@@ -495,6 +557,19 @@ class Catalog:
         )
 
 
+def write_binding(session: Session, b: ModelBinding) -> None:
+    """Record the catalog's model (inside the caller's transaction)."""
+    values = {
+        "model_id": b.model_id,
+        "dim": str(b.dim),
+        "window_s": str(b.window_s),
+        "hop_s": str(b.hop_s),
+        "preprocessing": b.preprocessing,
+    }
+    for key, value in values.items():
+        session.merge(Setting(key=key, value=value))
+
+
 def _file_record(row: FileRow) -> FileRecord:
     return FileRecord(
         id=row.id,
@@ -514,6 +589,53 @@ def _file_record(row: FileRow) -> FileRecord:
 def _stamp(path: Path) -> tuple[int, int]:
     st = path.stat()
     return st.st_ino, st.st_mtime_ns
+
+
+def describe_database(engine: Engine) -> str:
+    """The database as a person would name it: its file for SQLite, else the URL without password."""
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        return engine.url.database
+    return engine.url.render_as_string(hide_password=True)
+
+
+# SQLite's primary result codes, and PostgreSQL's SQLSTATEs, that mean the storage failed.
+_SQLITE_DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_SQLITE_STORAGE = {10, 13}  # SQLITE_IOERR (EFBIG, EIO, ...), SQLITE_FULL
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _storage_errors(where: str) -> Callable[[ExceptionContext], None]:
+    """A `handle_error` hook: a damaged database or a failed write becomes one sentence, not a traceback."""
+
+    def translate(ctx: ExceptionContext) -> None:
+        exc = ctx.original_exception
+        sqlite_code = getattr(exc, "sqlite_errorcode", None)
+        primary = sqlite_code & 0xFF if isinstance(sqlite_code, int) else None
+        sqlstate = str(getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None) or "")
+        if primary in _SQLITE_DAMAGED or sqlstate in ("XX001", "XX002"):
+            raise CatalogDamagedError(
+                f"the catalog database {where} is damaged ({exc}); `soundsearch doctor` says what can be "
+                "recovered, and `soundsearch doctor --repair` recovers it into a new file, keeping the damaged one"
+            ) from exc
+        if primary in _SQLITE_STORAGE or sqlstate.startswith("53"):
+            raise CatalogStorageError(
+                f"could not write the catalog database {where} ({exc}); free some space on its disk and run "
+                "the command again (everything committed before is kept)"
+            ) from exc
+
+    return translate
+
+
+def _is_storage_failure(exc: BaseException) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in _STORAGE_ERRNOS
+    return any(os.strerror(code) in str(exc) for code in _STORAGE_ERRNOS)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return next((os.strerror(code) for code in _STORAGE_ERRNOS if os.strerror(code) in str(exc)), str(exc))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
