@@ -43,8 +43,8 @@ from indexer.schema import (
     SegmentRow,
     Setting,
     TagRow,
+    ensure_catalog_id,
     migrate,
-    new_catalog_id,
     schema_version,
 )
 from indexer.types import FloatArray, Seconds
@@ -218,7 +218,7 @@ class Catalog:
             steps: list[int] = []
             if version is None:
                 conn.execute(insert(Setting).values(key="schema_version", value=str(SCHEMA_VERSION)))
-                new_catalog_id(conn)
+                ensure_catalog_id(conn)
             elif version > SCHEMA_VERSION:
                 raise CatalogError(
                     f"catalog {self.home} uses schema version {version}, newer than this soundsearch "

@@ -132,9 +132,10 @@ class StagedSegment(Base):
 CATALOG_ID_KEY = "catalog_id"
 
 
-def new_catalog_id(conn: Connection) -> None:
-    """A random identity for the catalog, written into its FAISS file so that a foreign file is recognised."""
-    conn.execute(insert(Setting).values(key=CATALOG_ID_KEY, value=uuid.uuid4().hex))
+def ensure_catalog_id(conn: Connection) -> None:
+    """Give the catalog a random identity (once), written into its FAISS file so that a foreign file is recognised."""
+    if conn.execute(select(Setting.value).where(Setting.key == CATALOG_ID_KEY)).scalar() is None:
+        conn.execute(insert(Setting).values(key=CATALOG_ID_KEY, value=uuid.uuid4().hex))
 
 
 def _v1_to_v2(conn: Connection) -> None:
@@ -159,7 +160,7 @@ def _v2_to_v3(conn: Connection) -> None:
 def _v3_to_v4(conn: Connection) -> None:
     """Schema 4: the catalog's identity (its FAISS file carries it) and the `reindex` staging tables
     (created on open). The FAISS file already there is adopted by `Catalog` after the upgrade."""
-    new_catalog_id(conn)
+    ensure_catalog_id(conn)
 
 
 # Version N → N+1 steps, applied in order inside one transaction by `migrate`.
