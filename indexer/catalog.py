@@ -324,10 +324,6 @@ class Catalog:
             self._index = self._load_and_reconcile()
         return self._index
 
-    def forget_index(self) -> None:
-        """Drop the loaded index: the next use loads (and checks) the saved one again."""
-        self._index = None
-
     def read_index_file(self) -> tuple[FaissIndex | None, str | None]:
         """The saved index if it is this catalog's own, else None and why not (None, None: no file)."""
         if not self.index_path.exists():
@@ -350,24 +346,36 @@ class Catalog:
 
     def _load_and_reconcile(self) -> FaissIndex:
         self._segment_cache.clear()  # deleted segments must not outlive the index that held them
-        binding = self.binding
         if self.index_path.exists():
             self._index_stamp = _stamp(self.index_path)
         index, why = self.read_index_file()
-        if index is not None:
-            index_choice.restore_tuning(index, index_choice.index_state(self))
-        else:
+        if index is None:
             if why is not None:
                 log.warning("vector index %s is not used: %s; rebuilding it from the database", self.index_path, why)
-            index = create_index(binding.dim if binding else 1)
-            index.vector_source = self.vectors
+            return self._built_from_database(save=why is not None)
+        index_choice.restore_tuning(index, index_choice.index_state(self))
         index.accelerate()  # GPU search when there is a GPU; a no-op otherwise
         added, removed = self._reconcile(index)
-        if (added or removed) and why is None:
+        if added or removed:
             log.warning("repaired vector index: added %d missing vectors, dropped %d stale ids", added, removed)
-        if (added or removed or why is not None) and self.writable:
+            if self.writable:
+                self._save(index)
+        return index
+
+    def _built_from_database(self, *, save: bool) -> FaissIndex:
+        binding = self.binding
+        index = create_index(binding.dim if binding else 1)
+        index.vector_source = self.vectors
+        index.accelerate()
+        added, _ = self._reconcile(index)
+        if (save or added) and self.writable:
             self._save(index)
         return index
+
+    def rebuild_index(self) -> None:
+        """Replace the index with one built from the database's vectors (saved, when writable)."""
+        self._segment_cache.clear()
+        self._index = self._built_from_database(save=True)
 
     def segment_ids(self) -> IdArray:
         """Every segment id in the database (the ids the vector index must hold)."""

@@ -197,11 +197,12 @@ def _check_vector_index(catalog: Catalog, *, repair: bool) -> Finding:
         stale = len(np.setdiff1d(have, db_ids))
         if not missing and not stale:
             return Finding("vector index", True, f"{INDEX_NAME}: {len(have)} vectors, this catalog's own")
-        detail = f"{INDEX_NAME} lacks {missing} vector(s) and holds {stale} stale id(s)"
+        gaps = [f"lacks {missing} vector(s)" if missing else "", f"holds {stale} stale id(s)" if stale else ""]
+        detail = f"{INDEX_NAME} " + " and ".join(filter(None, gaps))
     if not repair:
         return Finding("vector index", False, detail, "--repair rebuilds it from the database")
-    catalog.forget_index()
-    rebuilt = catalog.index.count()  # loading checks, rebuilds and saves it (the catalog is writable)
+    catalog.rebuild_index()
+    rebuilt = catalog.index.count()
     return Finding("vector index", False, detail, f"rebuilt from the database ({rebuilt} vectors)", repaired=True)
 
 

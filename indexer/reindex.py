@@ -5,8 +5,8 @@ Under the indexing lock (a `reindex` beside a running `index` refuses, having ch
 1. The new model's vectors are staged (tables `staged_files`, `staged_segments`) file by file, in
    committed chunks, while the catalog keeps answering with its old model and vectors.
 2. When every file is staged, one transaction replaces the segments with the staged ones and binds
-   the new model. The FAISS file, now the old model's, is rebuilt from the database on its next load
-   (its identity names the model, `indexer.index_file`).
+   the new model; the FAISS index is then rebuilt from the database. (Killed in between, the old
+   model's FAISS file is rebuilt on its next load: its identity names its model, `indexer.index_file`.)
 3. An ordinary incremental `index` of the catalog's roots then picks up what changed on disk.
 
 The target model is recorded (settings `reindex_target`) until step 3 ends, so a run killed at any
@@ -189,7 +189,7 @@ def _swap(catalog: Catalog, target: ModelBinding) -> None:
         s.execute(delete(Setting).where(Setting.key == index_choice.SETTING_KEY))
         write_binding(s, target)
         s.merge(Setting(key=TARGET_KEY, value=json.dumps({**asdict(target), "swapped": True})))
-    catalog.forget_index()
+    catalog.rebuild_index()  # the saved one holds the old model's vectors
     log.info("reindex: the vectors of model %s are swapped in", target.model_id)
 
 
