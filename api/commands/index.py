@@ -46,6 +46,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--model", required=True, help="the new model spec")
     p.add_argument("--device")
+    p.add_argument("--commit-every", type=int, default=64, metavar="N", help="files per transaction (default: 64)")
     _add_budget_option(p)
     p.add_argument("--json", action="store_true")
     add_catalog_options(p)
@@ -123,11 +124,17 @@ def run_index(args: argparse.Namespace) -> int:
 def run_reindex(args: argparse.Namespace) -> int:
     from indexer.encoders.registry import load_encoder
     from indexer.index_choice import maybe_rebuild
+    from indexer.pipeline import IndexOptions
     from indexer.reindex import reindex
 
     with open_catalog(args) as catalog:
         encoder = load_encoder(args.model, device=args.device)
-        summary = reindex(catalog, encoder, progress=TqdmProgress(enabled=not args.json))
+        summary = reindex(
+            catalog,
+            encoder,
+            options=IndexOptions(commit_every_files=max(1, args.commit_every)),
+            progress=TqdmProgress(enabled=not args.json),
+        )
         _apply_budget(catalog, args)  # after the run: a reindex refused by the lock changes nothing
         maybe_rebuild(catalog)
     if args.json:
