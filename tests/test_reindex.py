@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from api.cli import main
 from indexer import load_encoder
@@ -188,7 +188,8 @@ def test_a_file_marked_ok_without_vectors_is_embedded_again(tmp_path: Path, lib:
         index_paths(catalog, old_model, [lib])
         victim = catalog.files()[3]
         with catalog.session() as s:
-            s.execute(SegmentRow.__table__.delete().where(SegmentRow.file_id == victim.id))
+            s.execute(delete(SegmentRow).where(SegmentRow.file_id == victim.id))
+    with Catalog.open(tmp_path / "home") as catalog:
         again = index_paths(catalog, old_model, [lib])
         assert (again.updated, again.unchanged) == (1, N_FILES - 1)
         assert catalog.segments(victim.id)
