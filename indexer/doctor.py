@@ -75,8 +75,10 @@ def diagnose(home: Path, db_url: str | None = None, *, repair: bool = False) -> 
         findings.append(
             Finding("schema", True, f"version {SCHEMA_VERSION}" + (f" (upgraded from {version})" if upgraded else ""))
         )
+        findings.append(_check_model(catalog))
+        if not findings[-1].healthy:
+            return findings  # vectors of an unknown model: nothing below can be checked
         findings += [
-            _check_model(catalog),
             _check_orphan_segments(catalog, repair=repair),
             _check_files_without_vectors(catalog, repair=repair),
             _check_vector_index(catalog, repair=repair),
