@@ -218,7 +218,6 @@ class Catalog:
             steps: list[int] = []
             if version is None:
                 conn.execute(insert(Setting).values(key="schema_version", value=str(SCHEMA_VERSION)))
-                ensure_catalog_id(conn)
             elif version > SCHEMA_VERSION:
                 raise CatalogError(
                     f"catalog {self.home} uses schema version {version}, newer than this soundsearch "
@@ -228,6 +227,7 @@ class Catalog:
                 steps = migrate(conn, SCHEMA_VERSION)
                 log.warning("upgraded catalog schema %s → %s", version, steps[-1])
             fulltext.ensure(conn)
+            ensure_catalog_id(conn)  # also for a catalog whose settings a salvage could not read
         if 4 in steps:
             self._adopt_index_file()
 
@@ -607,7 +607,7 @@ def describe_database(engine: Engine) -> str:
 
 
 # SQLite's primary result codes, and PostgreSQL's SQLSTATEs, that mean the storage failed.
-_SQLITE_DAMAGED = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+SQLITE_DAMAGED_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
 _SQLITE_STORAGE = {10, 13}  # SQLITE_IOERR (EFBIG, EIO, ...), SQLITE_FULL
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
 
@@ -620,7 +620,7 @@ def _storage_errors(where: str) -> Callable[[ExceptionContext], None]:
         sqlite_code = getattr(exc, "sqlite_errorcode", None)
         primary = sqlite_code & 0xFF if isinstance(sqlite_code, int) else None
         sqlstate = str(getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None) or "")
-        if primary in _SQLITE_DAMAGED or sqlstate in ("XX001", "XX002"):
+        if primary in SQLITE_DAMAGED_CODES or sqlstate in ("XX001", "XX002"):
             raise CatalogDamagedError(
                 f"the catalog database {where} is damaged ({exc}); `soundsearch doctor` says what can be "
                 "recovered, and `soundsearch doctor --repair` recovers it into a new file, keeping the damaged one"

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import create_engine, delete, exists, inspect, make_url, select, update
+from sqlalchemy.exc import DBAPIError
 
 from indexer import reindex
-from indexer.catalog import DB_NAME, INDEX_NAME, Catalog, CatalogError, FileStatus
+from indexer.catalog import DB_NAME, INDEX_NAME, SQLITE_DAMAGED_CODES, Catalog, CatalogError, FileStatus
 from indexer.salvage import salvage
 from indexer.schema import SCHEMA_VERSION, FileRow, SegmentRow, schema_version
 
@@ -90,7 +91,11 @@ def diagnose(home: Path, db_url: str | None = None, *, repair: bool = False) -> 
 def _check_sqlite_file(db_file: Path, *, repair: bool) -> Finding:
     if not db_file.exists():
         return Finding("database", False, f"no catalog database at {db_file}", "nothing to repair")
-    problems = integrity_problems(db_file)
+    try:
+        problems = integrity_problems(db_file)
+    except sqlite3.Error as exc:
+        action = "cannot be repaired here: free space on its disk, or fix its permissions, and run doctor again"
+        return Finding("database", False, f"{db_file} cannot be read ({exc})", action)
     if not problems:
         return Finding("database", True, f"{db_file}: integrity check passed")
     detail = f"{db_file}: " + "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
@@ -119,20 +124,26 @@ def _check_sqlite_file(db_file: Path, *, repair: bool) -> Finding:
 
 
 def integrity_problems(db_file: Path) -> list[str]:
-    """What SQLite's integrity check finds wrong with a database file (empty: nothing)."""
+    """What SQLite's integrity check finds wrong with a database file (empty: nothing). Errors that are
+    not damage (a full disk, permissions) are raised: a copy of the rows would not mend them."""
     try:
         with closing(sqlite3.connect(db_file)) as conn:
             rows = [str(row[0]) for row in conn.execute("PRAGMA integrity_check(20)")]
     except sqlite3.DatabaseError as exc:
-        return [str(exc)]
+        if exc.sqlite_errorcode & 0xFF in SQLITE_DAMAGED_CODES:
+            return [str(exc)]
+        raise
     return [] if rows == ["ok"] else rows
 
 
 def _stored_version(url: str) -> int | None:
+    """The schema version as found (opening the catalog upgrades an older one); None when unreadable."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
             return schema_version(conn) if inspect(conn).has_table("settings") else None
+    except DBAPIError:
+        return None  # opening the catalog then says what is wrong, in one sentence
     finally:
         engine.dispose()
 

@@ -2,8 +2,8 @@
 
 - Unchanged files (same size and mtime) are skipped without being opened, unless they are OK without
   a single vector (a lost write: embedded again) or could not be read last time (read again); files
-  whose stat changed are hashed, and only a changed hash is re-embedded. A new path whose hash matches a file that
-  vanished is a move: its row and vectors are kept. Files that vanished are removed.
+  whose stat changed are hashed, and only a changed hash is re-embedded. A new path whose hash
+  matches a file that vanished is a move: its row and vectors are kept. Files that vanished are removed.
 - Decoders (`indexer.decoding`: threads beside a CPU model, worker processes beside a GPU) turn files
   into windows while the main thread embeds windows from many files in full batches.
 - Finished files are committed in chunks (rows and vectors in one transaction), so a crash loses at
