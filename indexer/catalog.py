@@ -193,7 +193,7 @@ class Catalog:
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "handle_error", _storage_errors(describe_database(engine)))
+        event.listen(engine, "handle_error", _storage_errors(_describe_database(engine)))
         catalog = cls(root, engine, url, writable=writable)
         catalog._prepare_schema()
         return catalog
@@ -415,11 +415,11 @@ class Catalog:
         try:
             index.save(self.index_path, trailer)
         except (OSError, RuntimeError) as exc:
-            # FAISS reports a failed write as a RuntimeError carrying strerror; the old file stays whole.
-            if not _is_storage_failure(exc):
+            reason = _storage_failure(exc)
+            if reason is None:
                 raise
             raise CatalogStorageError(
-                f"could not write the vector index {self.index_path} ({_reason(exc)}); free some space on its "
+                f"could not write the vector index {self.index_path} ({reason}); free some space on its "
                 "disk and run the command again (the database holds every vector: the index catches up then)"
             ) from exc
         self._index_stamp = _stamp(self.index_path)
@@ -599,7 +599,7 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_ino, st.st_mtime_ns
 
 
-def describe_database(engine: Engine) -> str:
+def _describe_database(engine: Engine) -> str:
     """The database as a person would name it: its file for SQLite, else the URL without password."""
     if engine.dialect.name == "sqlite" and engine.url.database:
         return engine.url.database
@@ -634,16 +634,12 @@ def _storage_errors(where: str) -> Callable[[ExceptionContext], None]:
     return translate
 
 
-def _is_storage_failure(exc: BaseException) -> bool:
+def _storage_failure(exc: OSError | RuntimeError) -> str | None:
+    """Why a file write failed, when the storage is to blame (None: another error). FAISS reports a
+    failed write as a RuntimeError carrying strerror."""
     if isinstance(exc, OSError):
-        return exc.errno in _STORAGE_ERRNOS
-    return any(os.strerror(code) in str(exc) for code in _STORAGE_ERRNOS)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return next((os.strerror(code) for code in _STORAGE_ERRNOS if os.strerror(code) in str(exc)), str(exc))
+        return os.strerror(exc.errno) if exc.errno in _STORAGE_ERRNOS else None
+    return next((os.strerror(code) for code in _STORAGE_ERRNOS if os.strerror(code) in str(exc)), None)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
