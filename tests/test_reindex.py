@@ -11,6 +11,7 @@ import fcntl
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +23,11 @@ from api.cli import main
 from indexer import load_encoder
 from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
-from indexer.pipeline import index_paths
+from indexer.pipeline import IndexOptions, index_paths
 from indexer.reindex import TARGET_KEY, reindex
 from indexer.schema import SegmentRow, StagedFile, StagedSegment
 from tests.conftest import tone_mix
+from tests.planted import PlantedEncoder, tone, write
 from tests.test_indexer import assert_index_agrees, snapshot
 
 N_FILES = 12
@@ -194,3 +196,45 @@ def test_a_file_marked_ok_without_vectors_is_embedded_again(tmp_path: Path, lib:
         assert (again.updated, again.unchanged) == (1, N_FILES - 1)
         assert catalog.segments(victim.id)
         assert_index_agrees(catalog)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _OtherModel(PlantedEncoder):
+    """Another model (its vectors reversed), which can stop the run after some batches."""
+
+    model_id = "planted-bands-reversed"
+    batch_size = 2
+
+    def __init__(self, batches: int | None = None) -> None:
+        self.batches = batches
+
+    def embed_audio(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        if self.batches is not None:
+            if self.batches == 0:
+                raise _Interrupted
+            self.batches -= 1
+        return np.ascontiguousarray(super().embed_audio(clips)[:, ::-1])
+
+
+def test_a_file_changed_between_an_interrupted_reindex_and_its_resume_is_embedded_again(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    for i in range(8):
+        write(lib / f"f{i}.wav", tone(i, 0.5))
+    with Catalog.open(tmp_path / "home") as catalog:
+        index_paths(catalog, PlantedEncoder(), [lib])
+        with pytest.raises(_Interrupted):
+            reindex(catalog, _OtherModel(batches=3), options=IndexOptions(commit_every_files=2))
+        staged = _staged_files(catalog)
+        assert 2 <= staged < 8
+        write(lib / "f0.wav", tone(3, 0.9))  # the first file, staged: its new bytes indexed with the old model
+        assert index_paths(catalog, PlantedEncoder(), [lib]).updated == 1
+        resumed = reindex(catalog, _OtherModel())
+        assert (resumed.unchanged, resumed.updated) == (staged - 1, 8 - staged + 1)
+        got = snapshot(catalog)
+    with Catalog.open(tmp_path / "clean") as clean:
+        index_paths(clean, _OtherModel(), [lib])
+        want = snapshot(clean)
+    assert got.keys() == want.keys() and all(np.allclose(got[k], v) for k, v in want.items())
