@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.serve",
     "api.commands.train",
     "api.commands.caption",
+    "api.commands.doctor",
 )
 
 

@@ -4,16 +4,22 @@ A catalog lives in a home directory (`--home`, else `$SOUNDSEARCH_HOME`, else th
 directory): `catalog.db` (SQLite, unless another SQLAlchemy URL is given) and `vectors.faiss`.
 The database is the source of truth, vectors included; on open, the FAISS ids are checked against
 the database's segments and any difference (a crash between a database commit and the next index
-save, say) is repaired from the stored vectors. A catalog is bound to the one model that built it.
+save, say) is repaired from the stored vectors. The FAISS file carries the catalog's identity
+(`indexer.index_file`): a file from another catalog or model is rebuilt from the database.
+A catalog is bound to the one model that built it.
+
+Storage failures reach the user as one sentence: a damaged database (`CatalogDamagedError`, see
+`soundsearch doctor`) and a full or failing disk (`CatalogStorageError`, nothing committed is lost).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,14 +28,15 @@ from typing import Any
 
 import numpy as np
 import platformdirs
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select
+from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from indexer import fulltext, generation, index_choice
+from indexer import fulltext, generation, index_choice, index_file
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
 from indexer.schema import (
+    CATALOG_ID_KEY,
     SCHEMA_VERSION,
     Base,
     FileRow,
@@ -37,6 +44,7 @@ from indexer.schema import (
     SegmentRow,
     Setting,
     TagRow,
+    ensure_catalog_id,
     migrate,
     schema_version,
 )
@@ -54,6 +62,14 @@ SEGMENT_CACHE_SIZE = 500_000
 
 class CatalogError(SoundsearchError):
     """The catalog cannot be used as asked (wrong model, newer schema, ...)."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog's database file is corrupt: `soundsearch doctor --repair` recovers what it can."""
+
+
+class CatalogStorageError(CatalogError):
+    """The catalog could not be written (disk full, file too large, I/O error); what was committed is kept."""
 
 
 class FileStatus:
@@ -187,6 +203,7 @@ class Catalog:
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "handle_error", _storage_errors(_describe_database(engine)))
         catalog = cls(root, engine, url, writable=writable)
         catalog._prepare_schema()
         return catalog
@@ -208,6 +225,7 @@ class Catalog:
         with self.engine.begin() as conn:
             Base.metadata.create_all(conn)
             version = schema_version(conn)
+            steps: list[int] = []
             if version is None:
                 conn.execute(insert(Setting).values(key="schema_version", value=str(SCHEMA_VERSION)))
             elif version > SCHEMA_VERSION:
@@ -219,6 +237,25 @@ class Catalog:
                 steps = migrate(conn, SCHEMA_VERSION)
                 log.warning("upgraded catalog schema %s → %s", version, steps[-1])
             generation.ensure(conn)
+            ensure_catalog_id(conn)  # also for a catalog whose settings a salvage could not read
+        if 4 in steps:
+            self._adopt_index_file()
+
+    def _adopt_index_file(self) -> None:
+        """Stamp the FAISS file of a catalog upgraded to schema 4 with its identity: that file was the
+        catalog's own (trusted by ids, as before), and rebuilding a large index on every read-only open
+        until the next indexing run would cost minutes. Appending leaves FAISS's bytes untouched; a
+        crash mid-append leaves no valid trailer, and the file is then rebuilt."""
+        binding = self.binding
+        if binding is None or not self.index_path.exists() or index_file.read_identity(self.index_path):
+            return
+        try:
+            index = load_index(self.index_path)
+        except RuntimeError:
+            return  # unreadable: rebuilt from the database when first used
+        with open(self.index_path, "ab") as f:
+            f.write(self._identity(index, binding).trailer())
+        log.info("vector index %s (written before schema 4) stamped as this catalog's", self.index_path)
 
     def close(self) -> None:
         if self._rebuild is not None:
@@ -280,30 +317,15 @@ class Catalog:
         """Record the catalog's model on first use; refuse a different one afterwards."""
         self.check_model(model_id, dim)
         if self.binding is None:
-            self._write_binding(ModelBinding(model_id, dim, window_s, hop_s, PREPROCESSING_VERSION))
+            with self.session() as s:
+                write_binding(s, ModelBinding(model_id, dim, window_s, hop_s, PREPROCESSING_VERSION))
         binding = self.binding
         assert binding is not None
         return binding
 
-    def rebind_model(self, model_id: str, dim: int, window_s: Seconds, hop_s: Seconds) -> None:
-        """Drop every vector and bind the catalog to a new model (the files are kept for re-embedding)."""
-        with self.session() as s:
-            s.execute(delete(SegmentRow))
-        self._write_binding(ModelBinding(model_id, dim, window_s, hop_s, PREPROCESSING_VERSION))
-        self._index = create_index(dim)
-        self.save_index()
-
-    def _write_binding(self, b: ModelBinding) -> None:
-        values = {
-            "model_id": b.model_id,
-            "dim": str(b.dim),
-            "window_s": str(b.window_s),
-            "hop_s": str(b.hop_s),
-            "preprocessing": b.preprocessing,
-        }
-        with self.session() as s:
-            for key, value in values.items():
-                s.merge(Setting(key=key, value=value))
+    @property
+    def catalog_id(self) -> str:
+        return self.settings()[CATALOG_ID_KEY]
 
     # --- vector index ------------------------------------------------------------------------------
 
@@ -313,31 +335,65 @@ class Catalog:
             self._index = self._load_and_reconcile()
         return self._index
 
+    def read_index_file(self) -> tuple[FaissIndex | None, str | None]:
+        """The saved index if it is this catalog's own, else None and why not (None, None: no file)."""
+        if not self.index_path.exists():
+            return None, None
+        try:
+            found = index_file.read_identity(self.index_path)
+            index = load_index(self.index_path, vector_source=self.vectors)
+        except (RuntimeError, ValueError) as exc:
+            return None, f"it is unreadable ({exc})"
+        binding = self.binding
+        if binding is None:
+            return (index, None) if index.count() == 0 else (None, "the catalog has no model for its vectors")
+        why = index_file.mismatch(found, self._identity(index, binding))
+        return (None, why) if why else (index, None)
+
+    def _identity(self, index: FaissIndex, binding: ModelBinding) -> index_file.IndexIdentity:
+        return index_file.IndexIdentity(
+            self.catalog_id, binding.model_id, binding.dim, index_file.ids_checksum(index.ids())
+        )
+
     def _load_and_reconcile(self) -> FaissIndex:
         self._segment_cache.clear()  # deleted segments must not outlive the index that held them
-        binding = self.binding
-        dim = binding.dim if binding else 0
-        index: FaissIndex | None = None
-        if self.index_path.exists():
-            try:
-                index = load_index(self.index_path, vector_source=self.vectors)
-                index_choice.restore_tuning(index, index_choice.index_state(self))
-            except RuntimeError as exc:
-                log.warning("vector index %s is unreadable (%s); rebuilding it from the catalog", self.index_path, exc)
-        if index is None or (dim and index.dim != dim):
-            index = create_index(dim or 1)
-            index.vector_source = self.vectors
+        index, why = self.read_index_file()
+        if index is None:
+            if why is not None:
+                log.warning("vector index %s is not used: %s; rebuilding it from the database", self.index_path, why)
+            return self._built_from_database(save=why is not None)
+        index_choice.restore_tuning(index, index_choice.index_state(self))
         index.accelerate()  # GPU search when there is a GPU; a no-op otherwise
         added, removed = self._reconcile(index)
-        if (added or removed) and self.writable:
+        if added or removed:
             log.warning("repaired vector index: added %d missing vectors, dropped %d stale ids", added, removed)
-            index.save(self.index_path)
+            if self.writable:
+                self._save(index)
         return index
+
+    def _built_from_database(self, *, save: bool) -> FaissIndex:
+        binding = self.binding
+        index = create_index(binding.dim if binding else 1)
+        index.vector_source = self.vectors
+        index.accelerate()
+        added, _ = self._reconcile(index)
+        if (save or added) and self.writable:
+            self._save(index)
+        return index
+
+    def rebuild_index(self) -> None:
+        """Replace the index with one built from the database's vectors (saved, when writable)."""
+        self._segment_cache.clear()
+        self._index = self._built_from_database(save=True)
+
+    def segment_ids(self) -> IdArray:
+        """Every segment id in the database (the ids the vector index must hold)."""
+        with Session(self.engine) as s:
+            return np.fromiter(s.scalars(select(SegmentRow.id)), dtype=np.int64)
 
     def _reconcile(self, index: FaissIndex) -> tuple[int, int]:
         """Make the index hold exactly the database's segments; returns (added, removed)."""
-        with Session(self.engine) as s:
-            db_ids = np.fromiter(s.scalars(select(SegmentRow.id)), dtype=np.int64)
+        db_ids = self.segment_ids()
         have = index.ids()
         missing = np.setdiff1d(db_ids, have, assume_unique=True)
         stale = np.setdiff1d(have, db_ids, assume_unique=True)
@@ -397,8 +453,22 @@ class Catalog:
     def save_index(self) -> None:
         if not self.writable:
             raise CatalogError("catalog was opened read-only")
-        self.index.save(self.index_path)
+        self._save(self.index)
         index_choice.maybe_rebuild(self)  # in the background, when the catalog outgrew its index
+
+    def _save(self, index: FaissIndex) -> None:
+        binding = self.binding
+        trailer = self._identity(index, binding).trailer() if binding else b""
+        try:
+            index.save(self.index_path, trailer)
+        except (OSError, RuntimeError) as exc:
+            reason = _storage_failure(exc)
+            if reason is None:
+                raise
+            raise CatalogStorageError(
+                f"could not write the vector index {self.index_path} ({reason}); free some space on its "
+                "disk and run the command again (the database holds every vector: the index catches up then)"
+            ) from exc
 
     # --- queries -----------------------------------------------------------------------------------
 
@@ -540,6 +610,19 @@ class Catalog:
         )
 
 
+def write_binding(session: Session, b: ModelBinding) -> None:
+    """Record the catalog's model (inside the caller's transaction)."""
+    values = {
+        "model_id": b.model_id,
+        "dim": str(b.dim),
+        "window_s": str(b.window_s),
+        "hop_s": str(b.hop_s),
+        "preprocessing": b.preprocessing,
+    }
+    for key, value in values.items():
+        session.merge(Setting(key=key, value=value))
+
+
 def _file_record(row: FileRow) -> FileRecord:
     return FileRecord(
         id=row.id,
@@ -554,6 +637,49 @@ def _file_record(row: FileRow) -> FileRecord:
         error=row.error,
         indexed_at=row.indexed_at,
     )
+
+
+def _describe_database(engine: Engine) -> str:
+    """The database as a person would name it: its file for SQLite, else the URL without password."""
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        return engine.url.database
+    return engine.url.render_as_string(hide_password=True)
+
+
+# SQLite's primary result codes, and PostgreSQL's SQLSTATEs, that mean the storage failed.
+SQLITE_DAMAGED_CODES = {11, 26}  # SQLITE_CORRUPT, SQLITE_NOTADB
+_SQLITE_STORAGE = {10, 13}  # SQLITE_IOERR (EFBIG, EIO, ...), SQLITE_FULL
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _storage_errors(where: str) -> Callable[[ExceptionContext], None]:
+    """A `handle_error` hook: a damaged database or a failed write becomes one sentence, not a traceback."""
+
+    def translate(ctx: ExceptionContext) -> None:
+        exc = ctx.original_exception
+        sqlite_code = getattr(exc, "sqlite_errorcode", None)
+        primary = sqlite_code & 0xFF if isinstance(sqlite_code, int) else None
+        sqlstate = str(getattr(exc, "pgcode", None) or getattr(exc, "sqlstate", None) or "")
+        if primary in SQLITE_DAMAGED_CODES or sqlstate in ("XX001", "XX002"):
+            raise CatalogDamagedError(
+                f"the catalog database {where} is damaged ({exc}); `soundsearch doctor` says what can be "
+                "recovered, and `soundsearch doctor --repair` recovers it into a new file, keeping the damaged one"
+            ) from exc
+        if primary in _SQLITE_STORAGE or sqlstate.startswith("53"):
+            raise CatalogStorageError(
+                f"could not write the catalog database {where} ({exc}); free some space on its disk and run "
+                "the command again (everything committed before is kept)"
+            ) from exc
+
+    return translate
+
+
+def _storage_failure(exc: OSError | RuntimeError) -> str | None:
+    """Why a file write failed, when the storage is to blame (None: another error). FAISS reports a
+    failed write as a RuntimeError carrying strerror."""
+    if isinstance(exc, OSError):
+        return os.strerror(exc.errno) if exc.errno in _STORAGE_ERRNOS else None
+    return next((os.strerror(code) for code in _STORAGE_ERRNOS if os.strerror(code) in str(exc)), None)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

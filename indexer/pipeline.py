@@ -1,14 +1,16 @@
 """The indexing run: scan, diff against the catalog, decode in parallel, embed in full batches, commit.
 
-- Unchanged files (same size and mtime) are skipped without being opened; files whose stat changed
-  are hashed, and only a changed hash is re-embedded. A new path whose hash matches a file that
-  vanished is a move: its row and vectors are kept. Files that vanished are removed.
+- Unchanged files (same size and mtime) are skipped without being opened, unless they are OK without
+  a single vector (a lost write: embedded again) or could not be read last time (read again); files
+  whose stat changed are hashed, and only a changed hash is re-embedded. A new path whose hash
+  matches a file that vanished is a move: its row and vectors are kept. Files that vanished are removed.
 - Decoders (`indexer.decoding`: threads beside a CPU model, worker processes beside a GPU) turn files
   into windows while the main thread embeds windows from many files in full batches.
 - Finished files are committed in chunks (rows and vectors in one transaction), so a crash loses at
   most the chunk in flight and the next run resumes. The FAISS file is saved periodically and at the
   end; whatever a crash leaves it missing is repaired from the database on the next open.
-- One bad file never stops a run: it is recorded with its error.
+- One bad file never stops a run: it is recorded with its error (an unreadable one too, so that
+  `soundsearch status --failed` lists it).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
@@ -83,7 +85,6 @@ class IndexOptions:
     commit_every_files: int = 64
     commit_every_s: float = 15.0
     save_index_every_s: float = 120.0
-    force: bool = False  # re-embed every file (used by reindex)
     # Follow symlinks that lead out of the roots being indexed (CLI opt-in; never over HTTP).
     follow_links_outside: bool = False
 
@@ -109,7 +110,9 @@ class Progress:
 
 
 @dataclass
-class _Job:
+class Job:
+    """A file to embed: as found on disk, under which root, with the hash of the bytes about to be read."""
+
     found: FoundFile
     root_id: int
     root: Path
@@ -126,20 +129,32 @@ def index_paths(
     progress: Progress | None = None,
 ) -> IndexSummary:
     """Bring the catalog up to date with the audio files under `roots`."""
+    with run_lock(catalog.home):
+        return index_locked(catalog, encoder, roots, options=options, progress=progress)
+
+
+def index_locked(
+    catalog: Catalog,
+    encoder: Encoder,
+    roots: Sequence[str | Path],
+    *,
+    options: IndexOptions | None = None,
+    progress: Progress | None = None,
+) -> IndexSummary:
+    """`index_paths` for a caller that already holds the run lock (`indexer.reindex` ends with one)."""
     opts = options or IndexOptions()
     t0 = time.perf_counter()
     root_paths = [_check_root(r) for r in roots]
     binding = catalog.bind_model(encoder.model_id, encoder.dim, encoder.window_seconds, encoder.window_seconds / 2)
     spec = WindowSpec(binding.window_s, binding.hop_s)
     summary = IndexSummary()
-    with _run_lock(catalog.home):
-        jobs = _plan(catalog, root_paths, summary, force=opts.force, follow_links_outside=opts.follow_links_outside)
-        # numpy's BLAS (the resampler's GEMM) gets one thread: its idle threads otherwise spin on the
-        # cores torch's threads need, and every batch after a decode ran 10-20 % slower (bench_index).
-        # The limit is process-wide while the run lasts (other threads' numpy products included).
-        with threadpool_limits(1, user_api="blas"):
-            _EmbedRun(catalog, encoder, spec, opts, summary, progress).run(jobs)
-        catalog.save_index()
+    jobs = _plan(catalog, root_paths, summary, follow_links_outside=opts.follow_links_outside)
+    # numpy's BLAS (the resampler's GEMM) gets one thread: its idle threads otherwise spin on the
+    # cores torch's threads need, and every batch after a decode ran 10-20 % slower (bench_index).
+    # The limit is process-wide while the run lasts (other threads' numpy products included).
+    with threadpool_limits(1, user_api="blas"):
+        EmbedRun(catalog, encoder, spec, opts, summary, progress).run(jobs)
+    catalog.save_index()
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -154,7 +169,8 @@ def _check_root(root: str | Path) -> Path:
 
 
 @contextmanager
-def _run_lock(home: Path) -> Iterator[None]:
+def run_lock(home: Path) -> Iterator[None]:
+    """One indexing run (index or reindex) per catalog at a time, across processes."""
     with open(home / "index.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -171,9 +187,7 @@ def file_hash(path: str) -> str:
     return h.hexdigest()
 
 
-def _plan(
-    catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: bool, follow_links_outside: bool
-) -> list[_Job]:
+def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, follow_links_outside: bool) -> list[Job]:
     """Diff the disk against the catalog; apply moves and removals; return the files to embed."""
     root_ids = _ensure_roots(catalog, roots)
     found: dict[str, tuple[FoundFile, int]] = {}
@@ -187,7 +201,13 @@ def _plan(
     with Session(catalog.engine) as s:
         rows = s.execute(
             select(
-                FileRow.id, FileRow.path, FileRow.size, FileRow.mtime_ns, FileRow.content_hash, FileRow.status
+                FileRow.id,
+                FileRow.path,
+                FileRow.size,
+                FileRow.mtime_ns,
+                FileRow.content_hash,
+                FileRow.status,
+                exists().where(SegmentRow.file_id == FileRow.id).label("has_vectors"),
             ).where(
                 # Also files recorded under another root that contains this one (indexing a subfolder).
                 or_(FileRow.root_id.in_(root_ids), *(FileRow.path.startswith(f"{r}{os.sep}") for r in roots))
@@ -198,29 +218,30 @@ def _plan(
     to_hash: list[tuple[FoundFile, int, Any]] = []
     for path, (f, root_id) in found.items():
         row = known.get(path)
-        if row is not None and not force and row.size == f.size and row.mtime_ns == f.mtime_ns:
+        if row is not None and row.size == f.size and row.mtime_ns == f.mtime_ns and _settled(row):
             summary.unchanged += 1
         else:
             to_hash.append((f, root_id, row))
 
     vanished = {r.content_hash: r for p, r in known.items() if p not in found and r.status == FileStatus.OK}
-    hashes = _hash_all([f.path for f, _, _ in to_hash], summary)
+    hashes, unreadable = _hash_all([f.path for f, _, _ in to_hash])
 
-    jobs: list[_Job] = []
+    jobs: list[Job] = []
     touched: list[tuple[int, FoundFile]] = []
     moves: list[tuple[int, FoundFile, int]] = []
+    failed: list[tuple[FoundFile, int, Any, str]] = []
     for f, root_id, row in to_hash:
         digest = hashes.get(f.path)
         if digest is None:
-            continue  # unreadable: already recorded as an error
-        if row is not None and not force and row.content_hash == digest and row.status == FileStatus.OK:
+            failed.append((f, root_id, row, unreadable[f.path]))
+        elif row is not None and row.content_hash == digest and _settled(row):
             touched.append((row.id, f))  # same bytes, new mtime
             summary.unchanged += 1
         elif row is None and digest in vanished:
             moves.append((vanished.pop(digest).id, f, root_id))
             summary.moved += 1
         else:
-            jobs.append(_Job(f, root_id, root_paths[root_id], digest, row.id if row is not None else None))
+            jobs.append(Job(f, root_id, root_paths[root_id], digest, row.id if row is not None else None))
 
     removed_ids = [r.id for r in vanished.values()] + [
         r.id for p, r in known.items() if p not in found and r.status != FileStatus.OK
@@ -237,9 +258,35 @@ def _plan(
                 .where(FileRow.id == file_id)
                 .values(path=f.path, root_id=root_id, size=f.size, mtime_ns=f.mtime_ns, search_text=words)
             )
-        stale = _delete_files(s, removed_ids)
+        stale = np.concatenate([_delete_files(s, removed_ids), _record_unreadable(s, failed, root_paths, summary)])
     catalog.index.remove(stale)
     return jobs
+
+
+def _settled(row: Any) -> bool:
+    """A known file with nothing left to do while its bytes stay the same: OK with its vectors, or
+    failed on bytes that were read (decoding them again would fail again)."""
+    return bool(row.has_vectors) if row.status == FileStatus.OK else row.content_hash is not None
+
+
+def _record_unreadable(
+    s: Session, failed: list[tuple[FoundFile, int, Any, str]], root_paths: dict[int, Path], summary: IndexSummary
+) -> np.ndarray:
+    """Files that could not be read become failed rows without a content hash (read again next run);
+    an older version's vectors go. Returns those segment ids, to drop from the vector index."""
+    for f, _root_id, _row, reason in failed:
+        summary.failed += 1
+        summary.errors.append({"path": f.path, "reason": reason})
+    stale = _delete_segments(s, [row.id for _, _, row, _ in failed if row is not None])
+    for f, root_id, row, reason in failed:
+        values: dict[str, Any] = {"size": f.size, "mtime_ns": f.mtime_ns, "content_hash": None}
+        values.update(status=FileStatus.FAILED, error=reason, indexed_at=utcnow())
+        if row is None:
+            words = search_text(f.path, root_paths[root_id], EmbeddedText())
+            s.execute(insert(FileRow).values(root_id=root_id, path=f.path, search_text=words, **values))
+        else:
+            s.execute(update(FileRow).where(FileRow.id == row.id).values(**values))
+    return stale
 
 
 def _ensure_roots(catalog: Catalog, roots: list[Path]) -> list[int]:
@@ -255,21 +302,24 @@ def _ensure_roots(catalog: Catalog, roots: list[Path]) -> list[int]:
     return ids
 
 
-def _hash_all(paths: list[str], summary: IndexSummary) -> dict[str, str]:
+def _hash_all(paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Content hashes by path, and why each file that could not be read was not."""
+
     def one(path: str) -> tuple[str, str | None, str | None]:
         try:
             return path, file_hash(path), None
         except OSError as exc:
             return path, None, f"cannot read file: {exc.strerror or exc}"
 
-    out: dict[str, str] = {}
+    digests: dict[str, str] = {}
+    unreadable: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=4) as pool:
         for path, digest, error in pool.map(one, paths):
             if digest is None:
-                summary.errors.append({"path": path, "reason": error or "unreadable"})
+                unreadable[path] = error or "unreadable"
             else:
-                out[path] = digest
-    return out
+                digests[path] = digest
+    return digests, unreadable
 
 
 def _delete_segments(s: Session, file_ids: Sequence[int]) -> np.ndarray:
@@ -295,7 +345,7 @@ def _delete_files(s: Session, file_ids: Sequence[int]) -> np.ndarray:
 class _Decoded:
     """A file on its way through the pipeline: windows arrive, embeddings accumulate."""
 
-    job: _Job
+    job: Job
     info: AudioInfo | None = None
     n_windows: int | None = None  # known once the decoder reached the end of the file
     bounds: list[tuple[float, float]] = field(default_factory=list)
@@ -308,7 +358,9 @@ class _Decoded:
         return self.n_windows is not None and len(self.vectors) == self.n_windows
 
 
-class _EmbedRun:
+class EmbedRun:
+    """Decode jobs' files and embed their windows in full batches; `_commit` writes finished files."""
+
     def __init__(
         self,
         catalog: Catalog,
@@ -332,7 +384,7 @@ class _EmbedRun:
         self.last_commit = time.monotonic()
         self.last_save = time.monotonic()
 
-    def run(self, jobs: list[_Job]) -> None:
+    def run(self, jobs: list[Job]) -> None:
         if not jobs:
             return
         if self.progress:
@@ -457,6 +509,6 @@ class _EmbedRun:
         }
 
 
-def _estimated_seconds(job: _Job) -> float:
+def _estimated_seconds(job: Job) -> float:
     # Rough (from the size of 16-bit stereo at 44.1 kHz) until the header is read; only for the ETA.
     return job.found.size / 176_400

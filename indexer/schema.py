@@ -7,6 +7,7 @@ SQL stays portable: SQLite by default, any SQLAlchemy URL (PostgreSQL included) 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    insert,
     select,
     text,
     update,
@@ -31,7 +33,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from indexer.fsnames import from_stored, to_stored
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def utcnow() -> datetime:
@@ -125,6 +127,37 @@ class TagRow(Base):
     source: Mapped[str] = mapped_column(String(128))
 
 
+class StagedFile(Base):
+    """A file already embedded by an unfinished `reindex` (schema 4), with the content hash it had then.
+
+    The new model's vectors wait here, beside the catalog's own, until every file is done
+    (`indexer.reindex`); a row whose hash no longer matches its file's is embedded again.
+    """
+
+    __tablename__ = "staged_files"
+    file_id: Mapped[int] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)  # the file failed with the new model
+
+
+class StagedSegment(Base):
+    __tablename__ = "staged_segments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("staged_files.file_id", ondelete="CASCADE"), index=True)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+CATALOG_ID_KEY = "catalog_id"
+
+
+def ensure_catalog_id(conn: Connection) -> None:
+    """Give the catalog a random identity (once), written into its FAISS file so that a foreign file is recognised."""
+    if conn.execute(select(Setting.value).where(Setting.key == CATALOG_ID_KEY)).scalar() is None:
+        conn.execute(insert(Setting).values(key=CATALOG_ID_KEY, value=uuid.uuid4().hex))
+
+
 def _v1_to_v2(conn: Connection) -> None:
     """Schema 2: text columns on files for full-text search (the tags table is created on open)."""
     for column in ("title TEXT", "comment TEXT", "caption TEXT", "search_text TEXT NOT NULL DEFAULT ''"):
@@ -144,9 +177,15 @@ def _v2_to_v3(conn: Connection) -> None:
     conn.execute(text("DROP TABLE IF EXISTS files_fts"))
 
 
+def _v3_to_v4(conn: Connection) -> None:
+    """Schema 4: the catalog's identity (its FAISS file carries it) and the `reindex` staging tables
+    (created on open). The FAISS file already there is adopted by `Catalog` after the upgrade."""
+    ensure_catalog_id(conn)
+
+
 # Version N → N+1 steps, applied in order inside one transaction by `migrate`.
 Migration = Callable[[Connection], None]
-MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def schema_version(conn: Connection) -> int | None:

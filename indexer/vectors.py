@@ -359,9 +359,10 @@ class FaissIndex:
             finally:
                 ivf.set_direct_map_type(faiss.DirectMap.NoMap)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, trailer: bytes = b"") -> None:
+        """Write the index atomically; `trailer` follows FAISS's bytes (see `indexer.index_file`)."""
         with self._lock:
-            atomic_write_index(self.index, path)
+            atomic_write_index(self.index, path, trailer)
 
     def count(self) -> int:
         return int(self.index.ntotal) - self._tombstones
@@ -649,14 +650,17 @@ def load_index(path: Path, kind: str | None = None, *, vector_source: VectorSour
     return index
 
 
-def atomic_write_index(index: Any, path: Path) -> None:
-    """Write to a temporary file in the same directory, fsync it, then rename over the old file."""
+def atomic_write_index(index: Any, path: Path, trailer: bytes = b"") -> None:
+    """Write to a temporary file in the same directory (`trailer` after the index), fsync it, then
+    rename over the old file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.close(fd)
         faiss.write_index(index, tmp)
-        with open(tmp, "rb+") as f:
+        with open(tmp, "ab") as f:
+            f.write(trailer)
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

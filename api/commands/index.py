@@ -46,9 +46,14 @@ def register(sub: Any) -> None:
     add_catalog_options(p)
     p.set_defaults(run=run_status)
 
-    p = sub.add_parser("reindex", help="rebuild every vector with another model")
+    p = sub.add_parser(
+        "reindex",
+        help="rebuild every vector with another model (beside the old ones, swapped in when done; "
+        "an interrupted run resumes)",
+    )
     p.add_argument("--model", required=True, help="the new model spec")
     p.add_argument("--device")
+    p.add_argument("--commit-every", type=int, default=64, metavar="N", help="files per transaction (default: 64)")
     _add_budget_option(p)
     p.add_argument("--json", action="store_true")
     add_catalog_options(p)
@@ -127,16 +132,18 @@ def run_index(args: argparse.Namespace) -> int:
 def run_reindex(args: argparse.Namespace) -> int:
     from indexer.encoders.registry import load_encoder
     from indexer.index_choice import maybe_rebuild
-    from indexer.pipeline import IndexOptions, index_paths
+    from indexer.pipeline import IndexOptions
+    from indexer.reindex import reindex
 
     with open_catalog(args) as catalog:
         encoder = load_encoder(args.model, device=args.device)
-        roots = catalog.roots()
-        catalog.rebind_model(encoder.model_id, encoder.dim, encoder.window_seconds, encoder.window_seconds / 2)
-        _apply_budget(catalog, args)
-        summary = index_paths(
-            catalog, encoder, roots, options=IndexOptions(force=True), progress=TqdmProgress(enabled=not args.json)
+        summary = reindex(
+            catalog,
+            encoder,
+            options=IndexOptions(commit_every_files=max(1, args.commit_every)),
+            progress=TqdmProgress(enabled=not args.json),
         )
+        _apply_budget(catalog, args)  # after the run: a reindex refused by the lock changes nothing
         maybe_rebuild(catalog)
     if args.json:
         print_json(summary.to_dict())
