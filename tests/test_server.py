@@ -149,7 +149,9 @@ def test_a_failed_job_leaves_the_server_on_what_the_database_holds(tmp_path: Pat
         assert job["state"] == "failed" and "out of memory" in job["error"]
         with Catalog.open(home, writable=False) as fresh:
             stored = {f.path.name for f in fresh.files()}
-        assert len(stored) == 8 + 64
+        # A partial snapshot: at least the chunk committed after 64 files (more when the 15 s commit timer
+        # fires first on a loaded machine), never all 80.
+        assert 8 + 64 <= len(stored) < 8 + 80
         vector = client.get("/api/search", params={"q": "voice", "k": 200, "mode": "vector"}).json()["hits"]
         text = client.get("/api/search", params={"q": "quokka", "k": 200, "mode": "text"}).json()["hits"]
         assert names(vector) == stored
