@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from evaluation.datasets import DatasetError
-from training.data import caption_from_name, load_pairs
+from training.data import load_pairs
 from training.loop import TrainConfig, prepare, train, validate
 from training.models import ClapTrainable, MiniTrainable
 
@@ -105,14 +105,6 @@ def test_fine_tuning_a_hugging_face_clap_raises_its_recall(tiny_clap_dir: Path, 
     after = mean_r1()
     assert after > before, (before, after)
     assert (tmp_path / "out" / "best" / "config.json").is_file()
-
-
-def test_captions_from_filenames(tmp_path: Path) -> None:
-    (tmp_path / "Foley" / "Doors").mkdir(parents=True)
-    sf.write(tmp_path / "Foley" / "Doors" / "DOOR_WoodCreakSlow_ME_01.wav", _clip(1), SR)
-    (pair,) = load_pairs(str(tmp_path), captions_from_filenames=True)
-    assert pair.captions == ("wood creak slow, foley doors",)
-    assert caption_from_name(tmp_path / "rain_heavy_03.wav", tmp_path) == "rain heavy"
 
 
 @pytest.mark.parametrize(
