@@ -55,6 +55,10 @@ def test_numbered_names_use_the_embedded_description_or_are_left_out(tmp_path: P
         tmp_path / "opensfx" / "opensfx_12.wav", tmp_path, EmbeddedText(comment="Cow mooing. Recorded by X.")
     )
     assert described.captions == ("Cow mooing",)
+    # Named like its folder, no description: the name is still the best caption there is.
+    assert weak_captions(tmp_path / "hammering" / "hammering_00.wav", tmp_path, EmbeddedText()).captions == (
+        "hammering",
+    )
     assert weak_captions(tmp_path / "sounds" / "sound030.wav", tmp_path, EmbeddedText()).captions == ()
 
 

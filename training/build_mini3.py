@@ -26,8 +26,8 @@ import torch
 from indexer.audio import resample
 from indexer.encoders.aisfx import SAMPLE_RATE, checkpoint_state
 from indexer.encoders.mini import WEIGHTS_DIR, MiniClap, MiniConfig, SentenceEncoder, load_mini, minilm_dir
+from training.clips import CHUNK, rendered_clips
 from training.clips import SAMPLE_RATE as SYNTH_RATE
-from training.clips import rendered_clips
 from training.data import Pair, load_pairs
 from training.loop import FeatureCache, TrainConfig, clip_features, decode_pair, train
 from training.models import MiniTrainable
@@ -37,7 +37,9 @@ def initial_model(aisfx_checkpoint: Path, cnn_from: Path) -> MiniClap:
     """A two-tower mini: aiSFX weights from its package's checkpoint, the CNN tower from a mini folder."""
     cnn = load_mini(cnn_from, device="cpu").model
     settings = cnn.cfg.to_json()
-    settings.update(sample_rate=SAMPLE_RATE, audio_tower="aisfx+cnn", model_id="mini@3", card={})
+    settings.update(
+        sample_rate=SAMPLE_RATE, cnn_rate=cnn.cfg.cnn_sr, audio_tower="aisfx+cnn", model_id="mini@3", card={}
+    )
     model = MiniClap(MiniConfig.from_json(settings))
     model.audio.load_state_dict(cnn.audio.state_dict())
     model.text_projection.load_state_dict(cnn.text_projection.state_dict())
@@ -71,11 +73,16 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=Path("/work/data/real"))
     parser.add_argument("--aisfx", type=Path, required=True, help="aisfx/models/checkpoint.pth of aisfx 0.1.2")
     parser.add_argument("--cnn-from", type=Path, default=WEIGHTS_DIR, help="mini folder whose CNN tower is kept")
-    parser.add_argument("--clips", type=int, default=2000)
+    parser.add_argument("--clips", type=int, default=500)
+    parser.add_argument(
+        "--synth-seconds", type=float, default=5.0, help="synthetic clips cut to this (the aiSFX tower's CPU time)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--freeze-text", action="store_true", help="keep mini@2's text projection")
     parser.add_argument("--real-weight", type=int, default=3, help="how many times each real clip is shown per epoch")
     parser.add_argument("--final", action="store_true", help="train on train+dev, validate on dev (final fit)")
     parser.add_argument("--features-only", choices=("real", "synth"), help="fill the feature cache and stop")
@@ -90,19 +97,22 @@ def main() -> None:
     model = initial_model(args.aisfx, args.cnn_from)
     trainable = MiniTrainable(model, SentenceEncoder(minilm_dir(), torch.device("cpu")))
     real_cache = FeatureCache(args.cache / "real.pt", model.cfg.model_id)
-    synth_cache = FeatureCache(args.cache / f"synth-{args.seed}-{args.clips}.pt", model.cfg.model_id)
+    synth_cache = FeatureCache(
+        args.cache / f"synth-{args.seed}-{args.clips}-{args.synth_seconds:g}s.pt", model.cfg.model_id
+    )
     if args.features_only == "real":
-        with (args.real / "manifest.csv").open() as f:
-            everything = [Pair(Path(r["path"]), ("",)) for r in csv.DictReader(f)]
+        everything = real_pairs(args.real, ("train", "dev", "test"))
         clip_features(trainable, everything, say, decode_pair, real_cache)
         return
 
-    rendered = rendered_clips(args.seed, args.clips, args.cache, workers=1, say=say)
+    # Rendered (and cached) in blocks of CHUNK clips; the first --clips are used.
+    rendered = rendered_clips(args.seed, max(args.clips, CHUNK), args.cache, workers=1, say=say)[: args.clips]
     synth_audio = {f"synth:{args.seed}:{i}": r[0] for i, r in enumerate(rendered)}
     synth = [Pair(Path(f"synth:{args.seed}:{i}"), r[1], r[2], r[2][:1]) for i, r in enumerate(rendered)]
 
     def synth_source(pair: Pair, sample_rate: int) -> np.ndarray:
-        return resample(synth_audio[str(pair.path)], SYNTH_RATE, sample_rate)
+        clip = synth_audio[str(pair.path)][: round(args.synth_seconds * SYNTH_RATE)]
+        return resample(clip, SYNTH_RATE, sample_rate)
 
     if args.features_only == "synth":
         clip_features(trainable, synth, say, synth_source, synth_cache)
@@ -118,7 +128,16 @@ def main() -> None:
     source: Callable[[Pair, int], np.ndarray] = lambda p, sr: (  # noqa: E731
         synth_source(p, sr) if str(p.path).startswith("synth:") else decode_pair(p, sr)
     )
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, warmup_steps=20)
+    if args.freeze_text:
+        model.text_projection.requires_grad_(False)
+    cfg = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        warmup_steps=20,
+    )
     train(trainable, pairs, args.out, cfg, progress=say, source=source, cache=cache, val_pairs=val)
 
 

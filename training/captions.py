@@ -205,18 +205,20 @@ def weak_captions(path: Path, root: Path, embedded: EmbeddedText) -> WeakCaption
         name = clean_words(path.stem)
     folders = path.parent.relative_to(root).parts if path.is_relative_to(root) else ()
     all_folder_words = [w for part in folders for w in clean_words(part)]
-    if set(name) <= set(all_folder_words):  # `opensfx/opensfx_12.wav`: the name is only a number
-        name = []
     folder_words = [w for w in all_folder_words if w not in name]
+    described = [s for s in map(_first_sentence, (embedded.comment, embedded.title)) if s]
     candidates: list[str] = []
     if name:
         candidates.append(" ".join(name))
         if folder_words:
             candidates.append(f"{' '.join(name)}, {' '.join(dict.fromkeys(folder_words))}")
-    for text in (embedded.comment, embedded.title):
-        sentence = _first_sentence(text)
-        if sentence and sentence.lower() not in (c.lower() for c in candidates):
+    for sentence in described:
+        if sentence.lower() not in (c.lower() for c in candidates):
             candidates.append(sentence)
     stem = _TRAILING_DIGITS.sub("", re.sub(r"[\s_\-.]*\d+$", "", path.stem.lower()))
-    family = "/".join([*folders, stem if name or not candidates else candidates[0].lower()])
+    family = "/".join([*folders, stem])
+    if described and set(name) <= set(all_folder_words):
+        # `opensfx/opensfx_12.wav` described as "Cow": the name is only the folder and a number, the
+        # description says what the sound is (and which takes belong together).
+        return WeakCaptions(tuple(described[:1]), None, "/".join([*folders, described[0].lower()]))
     return WeakCaptions(tuple(candidates[:3]), " ".join(name) if name else None, family)

