@@ -150,17 +150,18 @@ class MiniClap(nn.Module):
         if cfg.two_towers:
             self.aisfx_frontend = aisfx.AisfxFrontend()
             self.aisfx = aisfx.AisfxNet()
+            # A residual on the CNN tower's (mini@2's) embedding, starting at zero: the untrained model
+            # is mini@2, and training adds what the pretrained tower knows about real recordings.
+            residual = nn.Linear(2 * cfg.embed_dim, cfg.embed_dim)
+            nn.init.zeros_(residual.weight)
+            nn.init.zeros_(residual.bias)
             self.head = nn.Sequential(
                 nn.LayerNorm(cfg.feature_dim),
                 nn.Linear(cfg.feature_dim, 2 * cfg.embed_dim),
                 nn.GELU(),
                 nn.Dropout(0.2),
-                nn.Linear(2 * cfg.embed_dim, cfg.embed_dim),
+                residual,
             )
-            # A residual on the CNN tower's (mini@2's) embedding, starting at zero: the untrained model
-            # is mini@2, and training adds what the pretrained tower knows about real recordings.
-            nn.init.zeros_(self.head[-1].weight)
-            nn.init.zeros_(self.head[-1].bias)
             for frozen in (self.audio, self.aisfx):
                 frozen.requires_grad_(False)
             self.train()  # a new module is in training mode: the frozen towers must not be
