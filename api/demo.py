@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         except SoundsearchError as exc:
             print(f"   (no caption: {exc})")
 
+    print(
+        "\nAbout the offline model: `mini` knows these synthetic sound classes well and real recordings only"
+        "\nroughly (broad categories, search by example). On your own library, fine-tune it on the files' names"
+        "\n(`soundsearch train-encoder --data LIBRARY --captions-from-metadata --out runs/mine`), or use"
+        "\nLAION-CLAP weights for the best quality (`--model laion/clap-htsat-unfused`, see the README)."
+    )
     print(f"\nDone in {time.perf_counter() - t0:.0f} s. Try it yourself:")
     print(f'   .venv/bin/soundsearch search "a dog barking far away" --home {home}')
     print(f"   .venv/bin/soundsearch serve --home {home}      # then open http://127.0.0.1:8000")

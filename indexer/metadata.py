@@ -11,6 +11,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from xml.etree import ElementTree
 
 import soundfile as sf
 
@@ -23,7 +24,7 @@ _SEPARATORS = re.compile(r"[\s_\-.,;:()\[\]{}+&/\\]+")
 @dataclass(frozen=True)
 class EmbeddedText:
     title: str | None = None
-    comment: str | None = None  # ID3/Vorbis comment, WAV INFO comment or BWF description
+    comment: str | None = None  # ID3/Vorbis comment, WAV INFO comment, BWF description or iXML note
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def read_embedded_text(path: str | Path) -> EmbeddedText:
     except Exception:  # tags are a bonus: a file whose tags cannot be read is indexed without them
         return EmbeddedText()
     if comment is None and Path(path).suffix.lower() in (".wav", ".bwf", ".wave"):
-        comment = _bext_description(Path(path))
+        comment = _bext_description(Path(path)) or _ixml_note(Path(path))
     return EmbeddedText(title=_clean(title), comment=_clean(comment))
 
 
@@ -89,6 +90,27 @@ def _clean(text: str | None) -> str | None:
 
 def _bext_description(path: Path) -> str | None:
     """The 256-byte Description field of a Broadcast WAV `bext` chunk (libsndfile does not expose it)."""
+    data = _riff_chunk(path, b"bext", 256)
+    if not data:
+        return None
+    return data.split(b"\x00", 1)[0].decode("latin-1").strip() or None
+
+
+def _ixml_note(path: Path) -> str | None:
+    """The first non-empty `<NOTE>` of an iXML chunk (what field recorders write a take's notes to)."""
+    data = _riff_chunk(path, b"iXML", 1 << 20)
+    if not data:
+        return None
+    try:
+        root = ElementTree.fromstring(data.split(b"\x00", 1)[0])
+    except ElementTree.ParseError:
+        return None
+    notes = (el.text.strip() for el in root.iter() if el.tag.upper() == "NOTE" and el.text)
+    return next((n for n in notes if n), None)
+
+
+def _riff_chunk(path: Path, wanted: bytes, limit: int) -> bytes | None:
+    """The first `limit` bytes of a WAV file's top-level chunk `wanted`, None when it has none."""
     try:
         with path.open("rb") as f:
             header = f.read(12)
@@ -99,8 +121,8 @@ def _bext_description(path: Path) -> str | None:
             while pos + 8 <= size:
                 f.seek(pos)
                 chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
-                if chunk_id == b"bext":
-                    return f.read(min(256, chunk_size)).split(b"\x00", 1)[0].decode("latin-1").strip() or None
+                if chunk_id == wanted:
+                    return f.read(min(limit, chunk_size))
                 pos += 8 + chunk_size + (chunk_size & 1)
     except OSError:
         return None

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from evaluation.datasets import DatasetError
-from training.data import caption_from_name, load_pairs
+from training.data import load_pairs
 from training.loop import TrainConfig, prepare, train, validate
 from training.models import ClapTrainable, MiniTrainable
 
@@ -107,14 +107,6 @@ def test_fine_tuning_a_hugging_face_clap_raises_its_recall(tiny_clap_dir: Path, 
     assert (tmp_path / "out" / "best" / "config.json").is_file()
 
 
-def test_captions_from_filenames(tmp_path: Path) -> None:
-    (tmp_path / "Foley" / "Doors").mkdir(parents=True)
-    sf.write(tmp_path / "Foley" / "Doors" / "DOOR_WoodCreakSlow_ME_01.wav", _clip(1), SR)
-    (pair,) = load_pairs(str(tmp_path), captions_from_filenames=True)
-    assert pair.captions == ("wood creak slow, foley doors",)
-    assert caption_from_name(tmp_path / "rain_heavy_03.wav", tmp_path) == "rain heavy"
-
-
 @pytest.mark.parametrize(
     ("content", "message"),
     [
@@ -162,3 +154,57 @@ def test_synthetic_library_pairs_carry_the_foreground_class_as_keyword(tmp_path:
     generate_library(tmp_path, n=6, seed=3, max_duration_s=2.0, progress=False)
     pairs = load_pairs(str(tmp_path))
     assert all(len(p.keywords) == 1 and p.keywords[0] in p.classes for p in pairs)
+
+
+def test_two_tower_head_trains_on_cached_frozen_features(mini: MiniTrainable, tmp_path: Path) -> None:
+    """mini@3's recipe in miniature: frozen aiSFX + CNN towers, features computed once into the cache, only the
+    head and text projection learn, and the saved folder loads as an encoder."""
+    from indexer import load_encoder
+    from indexer.encoders.mini import MiniClap, MiniConfig
+
+    torch.manual_seed(0)
+    cfg = MiniConfig(
+        sample_rate=44_100,
+        cnn_rate=8_000,
+        audio_tower="aisfx+cnn",
+        window_s=2.0,
+        n_fft=256,
+        hop_length=128,
+        f_max=4_000,
+        channels=(4, 8),
+        embed_dim=16,
+    )
+    trainable = MiniTrainable(MiniClap(cfg), mini.sentences)
+    towers = {k: v.clone() for k, v in trainable.model.state_dict().items() if k.startswith(("aisfx.", "audio."))}
+    head = trainable.model.head[1].weight.detach().clone()
+    root = tmp_path / "data"
+    root.mkdir()
+    rows = ["path,caption"]
+    for i in range(6):
+        t = np.arange(22_050) / 44_100
+        sf.write(root / f"t{i}.wav", (0.4 * np.sin(2 * np.pi * (200 + 900 * i) * t)).astype(np.float32), 44_100)
+        rows.append(f"t{i}.wav,{WORDS[i]}")
+    (root / "captions.csv").write_text("\n".join(rows) + "\n")
+    pairs = load_pairs(str(root / "captions.csv"))
+    run_cfg = TrainConfig(epochs=3, batch_size=4, warmup_steps=1, val_fraction=0.34)
+    train(trainable, pairs, tmp_path / "run", run_cfg)
+    assert (tmp_path / "run" / "features.pt").is_file()
+    state = trainable.model.state_dict()
+    for k, v in towers.items():
+        torch.testing.assert_close(state[k], v, msg=k)  # frozen, BatchNorm statistics included
+    assert not torch.equal(trainable.model.head[1].weight, head)
+
+    calls = 0
+    original = trainable.features
+
+    def counting(clip: np.ndarray) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return original(clip)
+
+    trainable.features = counting  # type: ignore[method-assign]
+    train(trainable, pairs, tmp_path / "run", TrainConfig(epochs=4, batch_size=4, warmup_steps=1, val_fraction=0.34))
+    assert calls == 0  # the second run (resumed here) reads every clip from the cache
+    encoder = load_encoder(str(tmp_path / "run" / "best"))
+    emb = encoder.embed_audio([np.zeros(1000, dtype=np.float32) + 0.01, _clip(1, seconds=3.0)])
+    assert emb.shape == (2, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)

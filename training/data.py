@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluation.datasets import DatasetError, load_dataset
-from indexer.audio import is_supported
-from indexer.metadata import parse_ucs, words
+from indexer.audio import is_supported, probe
+from indexer.errors import AudioDecodeError
+from indexer.metadata import read_embedded_text
 from indexer.scan import walk_audio
+from training.captions import weak_captions
 
 
 @dataclass(frozen=True)
@@ -23,12 +25,12 @@ class Pair:
     keywords: tuple[str, ...] = ()
 
 
-def load_pairs(data: str, *, captions_from_filenames: bool = False) -> list[Pair]:
+def load_pairs(data: str, *, captions_from_metadata: bool = False) -> list[Pair]:
     """`data` is a synthetic library folder (metadata.csv), a `path,caption` CSV, `KIND:ROOT` for a
-    dataset loader (clotho, audiocaps, wavcaps, ...), or, with `captions_from_filenames`, any folder
-    of audio files whose names and folders become the captions."""
-    if captions_from_filenames:
-        return _pairs_from_filenames(Path(data))
+    dataset loader (clotho, audiocaps, wavcaps, ...), or, with `captions_from_metadata`, any folder
+    of audio files whose names, folders and embedded tags become weak captions (`training.captions`)."""
+    if captions_from_metadata:
+        return _pairs_from_metadata(Path(data))
     path = Path(data)
     if ":" in data and not path.exists():
         kind, root = data.split(":", 1)
@@ -55,20 +57,24 @@ def load_pairs(data: str, *, captions_from_filenames: bool = False) -> list[Pair
     return pairs
 
 
-def caption_from_name(path: Path, root: Path) -> str:
-    """ "DOOR_WoodCreakSlow_ME_01.wav" in "Foley/Doors" → "wood creak slow door, foley doors" """
-    ucs = parse_ucs(path.stem)
-    name_words = words(ucs.fx_name) if ucs else [w for w in words(path.stem) if not w.isdigit()]
-    folder_words = [w for part in path.parent.relative_to(root).parts for w in words(part)]
-    text = " ".join(name_words) or path.stem
-    return f"{text}, {' '.join(folder_words)}" if folder_words else text
-
-
-def _pairs_from_filenames(root: Path) -> list[Pair]:
+def _pairs_from_metadata(root: Path) -> list[Pair]:
+    """Files that decode and have at least one informative caption; takes of one sound (same name up to
+    numbering, same folder) are each other's positives, and files named alike share the name as keyword."""
     if not root.is_dir():
         raise DatasetError(root, "not a folder")
     found, _ = walk_audio(root, confine_to=None)
-    pairs = [Pair(Path(f.path), (caption_from_name(Path(f.path), root),)) for f in found if is_supported(f.path)]
+    pairs = []
+    for f in found:
+        path = Path(f.path)
+        if not is_supported(f.path):
+            continue
+        try:
+            probe(path)
+        except AudioDecodeError:
+            continue  # one unreadable file does not stop training
+        weak = weak_captions(path, root, read_embedded_text(path))
+        if weak.captions:
+            pairs.append(Pair(path, weak.captions, (weak.family,), (weak.keyword,) if weak.keyword else ()))
     if not pairs:
-        raise DatasetError(root, "no audio files found")
+        raise DatasetError(root, "no audio files with informative names or tags found")
     return pairs

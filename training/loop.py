@@ -20,9 +20,9 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -81,18 +81,84 @@ def decode_pair(pair: Pair, sample_rate: int) -> np.ndarray:
     return load_audio(pair.path, sample_rate).samples
 
 
+class ClipCache(Protocol):
+    def get(self, pair: Pair, compute: Callable[[], torch.Tensor]) -> torch.Tensor: ...
+
+    def save(self) -> None: ...
+
+
+class FeatureCache:
+    """Per-clip features of frozen towers kept on disk (one torch file), so that a second run, a resumed
+    run or another head trained on the same clips skips decoding and the towers. A file's key carries its
+    size and mtime: an edited file is recomputed."""
+
+    def __init__(self, path: Path, model_id: str) -> None:
+        self.path = path
+        self.model_id = model_id
+        self.items: dict[str, torch.Tensor] = {}
+        if path.is_file():
+            state = torch.load(path, weights_only=True)
+            if state.get("model_id") == model_id:
+                self.items = state["items"]
+        self._unsaved = 0
+
+    @staticmethod
+    def key(pair: Pair) -> str:
+        path = Path(pair.path)
+        if not path.exists():  # in-memory clips (the synthetic library) are named by their id
+            return str(pair.path)
+        st = path.stat()
+        return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+    def get(self, pair: Pair, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        key = self.key(pair)
+        if key not in self.items:
+            self.items[key] = compute().to(torch.float16)
+            self._unsaved += 1
+            if self._unsaved >= 200:
+                self.save()
+        return self.items[key].float()
+
+    def save(self) -> None:
+        if self._unsaved:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            torch.save({"model_id": self.model_id, "items": self.items}, tmp)
+            tmp.replace(self.path)
+            self._unsaved = 0
+
+
+def clip_features(
+    trainable: Trainable,
+    pairs: Sequence[Pair],
+    progress: Callable[[str], None] | None = None,
+    source: AudioSource = decode_pair,
+    cache: ClipCache | None = None,
+) -> list[torch.Tensor]:
+    """Every clip decoded at the model's rate and turned into what the trainable trains on."""
+    features = []
+    for i, pair in enumerate(pairs):
+
+        def compute(pair: Pair = pair) -> torch.Tensor:
+            return trainable.features(source(pair, trainable.sample_rate))
+
+        features.append(cache.get(pair, compute) if cache is not None else compute())
+        if progress and i % 200 == 0:
+            progress(f"decoded {i}/{len(pairs)} clips")
+    if cache is not None:
+        cache.save()
+    return features
+
+
 def prepare(
     trainable: Trainable,
     pairs: Sequence[Pair],
     progress: Callable[[str], None] | None = None,
     source: AudioSource = decode_pair,
+    cache: ClipCache | None = None,
 ) -> _Prepared:
-    """Decode every clip at the model's rate and compute its log-mel; encode every caption and keyword."""
-    features = []
-    for i, pair in enumerate(pairs):
-        features.append(trainable.features(source(pair, trainable.sample_rate)))
-        if progress and i % 200 == 0:
-            progress(f"decoded {i}/{len(pairs)} clips")
+    """Decode every clip at the model's rate and compute its features; encode every caption and keyword."""
+    features = clip_features(trainable, pairs, progress, source, cache)
     captions = [c for p in pairs for c in p.captions]
     owner = np.array([i for i, p in enumerate(pairs) for _ in p.captions], dtype=np.int64)
     vocabulary = list(dict.fromkeys(k for p in pairs for k in p.keywords))
@@ -241,12 +307,24 @@ def train(
     on_step: Callable[[int, int, float], None] | None = None,
     stop_after_epoch: int | None = None,
     source: AudioSource = decode_pair,
+    cache: ClipCache | None = None,
+    val_pairs: Sequence[Pair] | None = None,
 ) -> History:
-    """Train and save the best model in `out_dir`; returns the per-epoch history."""
+    """Train and save the best model in `out_dir`; returns the per-epoch history. Validation is on
+    `val_pairs` when given, else on a random `cfg.val_fraction` of `pairs`. Trainables whose towers are
+    frozen keep their clip features in `cache` (default: `out_dir/features.pt`)."""
     torch.manual_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
-    tr, va = prepare(trainable, train_pairs, progress, source), prepare(trainable, val_pairs, progress, source)
+    if val_pairs is None:
+        train_pairs, val_pairs = split_pairs(pairs, cfg.val_fraction, cfg.seed)
+    else:
+        train_pairs = list(pairs)
+    if cache is None and trainable.frozen_features:
+        cache = FeatureCache(out_dir / "features.pt", trainable.model_id)
+    if trainable.frozen_features:  # features are tower outputs, not log-mels: no log-mel augmentations
+        cfg = replace(cfg, gain_db=0.0, mix_probability=0.0, spec_augment=False)
+    tr = prepare(trainable, train_pairs, progress, source, cache)
+    va = prepare(trainable, val_pairs, progress, source, cache)
     module = trainable.modules()
     optimizer = torch.optim.AdamW(list(parameters(trainable)), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_pairs) / cfg.batch_size)

