@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import delete, insert, or_, select, update
@@ -110,12 +110,21 @@ class Progress:
 
 
 @dataclass
-class _Job:
+class IndexJob:
+    """A file the plan says to embed."""
+
     found: FoundFile
     root_id: int
     root: Path
     content_hash: str
     existing_id: int | None  # set when the file replaces an older version of itself
+
+
+class Executor(Protocol):
+    """How planned files become windows and vectors: in this process (`LocalExecutor`) or on a cluster
+    (`indexer.ray_engine.RayExecutor`). Either hands every finished file to the `CatalogWriter`."""
+
+    def run(self, jobs: list[IndexJob], encoder: Encoder, spec: WindowSpec, writer: CatalogWriter) -> None: ...
 
 
 def index_paths(
@@ -125,6 +134,7 @@ def index_paths(
     *,
     options: IndexOptions | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> IndexSummary:
     """Bring the catalog up to date with the audio files under `roots`."""
     opts = options or IndexOptions()
@@ -135,11 +145,8 @@ def index_paths(
     summary = IndexSummary()
     with _run_lock(catalog.home):
         jobs = _plan(catalog, root_paths, summary, force=opts.force, follow_links_outside=opts.follow_links_outside)
-        # numpy's BLAS (the resampler's GEMM) gets one thread: its idle threads otherwise spin on the
-        # cores torch's threads need, and every batch after a decode ran 10-20 % slower (bench_index).
-        # The limit is process-wide while the run lasts (other threads' numpy products included).
-        with threadpool_limits(1, user_api="blas"):
-            _EmbedRun(catalog, encoder, spec, opts, summary, progress).run(jobs)
+        writer = CatalogWriter(catalog, opts, summary, progress)
+        (executor or LocalExecutor(opts)).run(jobs, encoder, spec, writer)
         catalog.save_index()
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -174,7 +181,7 @@ def file_hash(path: str) -> str:
 
 def _plan(
     catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: bool, follow_links_outside: bool
-) -> list[_Job]:
+) -> list[IndexJob]:
     """Diff the disk against the catalog; apply moves and removals; return the files to embed."""
     root_ids = _ensure_roots(catalog, roots)
     found: dict[str, tuple[FoundFile, int]] = {}
@@ -207,7 +214,7 @@ def _plan(
     vanished = {r.content_hash: r for p, r in known.items() if p not in found and r.status == FileStatus.OK}
     hashes = _hash_all([f.path for f, _, _ in to_hash], summary)
 
-    jobs: list[_Job] = []
+    jobs: list[IndexJob] = []
     touched: list[tuple[int, FoundFile]] = []
     moves: list[tuple[int, FoundFile, int]] = []
     for f, root_id, row in to_hash:
@@ -221,7 +228,7 @@ def _plan(
             moves.append((vanished.pop(digest).id, f, root_id))
             summary.moved += 1
         else:
-            jobs.append(_Job(f, root_id, root_paths[root_id], digest, row.id if row is not None else None))
+            jobs.append(IndexJob(f, root_id, root_paths[root_id], digest, row.id if row is not None else None))
 
     removed_ids = [r.id for r in vanished.values()] + [
         r.id for p, r in known.items() if p not in found and r.status != FileStatus.OK
@@ -297,10 +304,10 @@ def _delete_files(s: Session, file_ids: Sequence[int]) -> np.ndarray:
 
 
 @dataclass
-class _Decoded:
-    """A file on its way through the pipeline: windows arrive, embeddings accumulate."""
+class FileResult:
+    """A file on its way through an executor: windows arrive, embeddings accumulate."""
 
-    job: _Job
+    job: IndexJob
     info: AudioInfo | None = None
     n_windows: int | None = None  # known once the decoder reached the end of the file
     bounds: list[tuple[float, float]] = field(default_factory=list)
@@ -312,38 +319,40 @@ class _Decoded:
     def complete(self) -> bool:
         return self.n_windows is not None and len(self.vectors) == self.n_windows
 
+    def ended(self, end: FileEnd) -> None:
+        self.info, self.n_windows, self.error, self.embedded = end.info, end.n_windows, end.error, end.embedded
+
+
+class LocalExecutor:
+    """Decoders in this process (threads or processes) feed one model that embeds full batches."""
+
+    def __init__(self, opts: IndexOptions) -> None:
+        self.opts = opts
+
+    def run(self, jobs: list[IndexJob], encoder: Encoder, spec: WindowSpec, writer: CatalogWriter) -> None:
+        # numpy's BLAS (the resampler's GEMM) gets one thread: its idle threads otherwise spin on the
+        # cores torch's threads need, and every batch after a decode ran 10-20 % slower (bench_index).
+        # The limit is process-wide while the run lasts (other threads' numpy products included).
+        with threadpool_limits(1, user_api="blas"):
+            _EmbedRun(encoder, spec, self.opts, writer).run(jobs)
+
 
 class _EmbedRun:
-    def __init__(
-        self,
-        catalog: Catalog,
-        encoder: Encoder,
-        spec: WindowSpec,
-        opts: IndexOptions,
-        summary: IndexSummary,
-        progress: Progress | None,
-    ) -> None:
-        self.catalog = catalog
+    def __init__(self, encoder: Encoder, spec: WindowSpec, opts: IndexOptions, writer: CatalogWriter) -> None:
         self.encoder = encoder
         self.spec = spec
-        self.opts = opts
-        self.summary = summary
-        self.progress = progress
+        self.writer = writer
         self.batch_size = int(getattr(encoder, "batch_size", 8))
         device = getattr(getattr(encoder, "device", None), "type", "cpu")
         self.workers = opts.workers_for(device)
         self.processes = opts.processes_for(device)
-        self.ready: list[_Decoded] = []
-        self.last_commit = time.monotonic()
-        self.last_save = time.monotonic()
 
-    def run(self, jobs: list[_Job]) -> None:
+    def run(self, jobs: list[IndexJob]) -> None:
         if not jobs:
             return
-        if self.progress:
-            self.progress.start(len(jobs), sum(_estimated_seconds(j) for j in jobs))
-        states = [_Decoded(job) for job in jobs]
-        batch: list[tuple[_Decoded, Window]] = []
+        self.writer.start(jobs)
+        states = [FileResult(job) for job in jobs]
+        batch: list[tuple[FileResult, Window]] = []
         for i, item in decoded(
             [job.found.path for job in jobs],
             self.encoder.sample_rate,
@@ -354,50 +363,68 @@ class _EmbedRun:
         ):
             state = states[i]
             if isinstance(item, FileEnd):
-                self._file_ended(state, item)
+                state.ended(item)
+                if state.error is not None or state.complete:
+                    self.writer.finished(state)
             else:
                 state.bounds.append((item.start_s, item.end_s))
                 batch.append((state, item))
                 if len(batch) >= self.batch_size:
                     self._embed(batch)
                     batch = []
-            self._maybe_commit()
+            self.writer.maybe_commit()
         if batch:
             self._embed(batch)
-        self._commit()
-        if self.progress:
-            self.progress.finish()
+        self.writer.finish()
 
-    def _embed(self, batch: list[tuple[_Decoded, Window]]) -> None:
+    def _embed(self, batch: list[tuple[FileResult, Window]]) -> None:
         vectors = self.encoder.embed_audio([w.samples for _, w in batch])
         for (state, _), vec in zip(batch, vectors, strict=True):
             state.vectors.append(vec)
             if state.complete and state.error is None:
-                self._finished(state)
+                self.writer.finished(state)
 
-    def _file_ended(self, state: _Decoded, end: FileEnd) -> None:
-        state.info, state.n_windows, state.error = end.info, end.n_windows, end.error
-        state.embedded = end.embedded
-        if state.error is not None or state.complete:
-            self._finished(state)
 
-    def _finished(self, state: _Decoded) -> None:
+class CatalogWriter:
+    """Finished files into the catalog, in chunks (rows, segments and vectors in one transaction each);
+    the one write path of every executor."""
+
+    def __init__(self, catalog: Catalog, opts: IndexOptions, summary: IndexSummary, progress: Progress | None) -> None:
+        self.catalog = catalog
+        self.opts = opts
+        self.summary = summary
+        self.progress = progress
+        self.ready: list[FileResult] = []
+        self.last_commit = time.monotonic()
+        self.last_save = time.monotonic()
+
+    def start(self, jobs: Sequence[IndexJob]) -> None:
+        if self.progress:
+            self.progress.start(len(jobs), sum(_estimated_seconds(j) for j in jobs))
+
+    def finished(self, state: FileResult) -> None:
+        """`state` is complete (every window embedded) or failed: it goes out with the next commit."""
         self.ready.append(state)
         if self.progress:
             seconds = state.info.duration_s if state.info and state.error is None else 0.0
             self.progress.advance(1, seconds)
 
-    def _maybe_commit(self) -> None:
+    def finish(self) -> None:
+        self.commit()
+        if self.progress:
+            self.progress.finish()
+
+    def maybe_commit(self) -> None:
         now = time.monotonic()
         if len(self.ready) >= self.opts.commit_every_files or (
             self.ready and now - self.last_commit >= self.opts.commit_every_s
         ):
-            self._commit()
+            self.commit()
         if now - self.last_save >= self.opts.save_index_every_s:
             self.catalog.save_index()
             self.last_save = now
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         """Write finished files (rows, segments, vectors) in one transaction, then update FAISS."""
         if not self.ready:
             return
@@ -445,7 +472,7 @@ class _EmbedRun:
         self.last_commit = time.monotonic()
 
     @staticmethod
-    def _file_values(st: _Decoded) -> dict[str, Any]:
+    def _file_values(st: FileResult) -> dict[str, Any]:
         f, info = st.job.found, st.info
         return {
             "root_id": st.job.root_id,
@@ -466,6 +493,6 @@ class _EmbedRun:
         }
 
 
-def _estimated_seconds(job: _Job) -> float:
+def _estimated_seconds(job: IndexJob) -> float:
     # Rough (from the size of 16-bit stereo at 44.1 kHz) until the header is read; only for the ETA.
     return job.found.size / 176_400
