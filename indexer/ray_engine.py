@@ -28,6 +28,7 @@ import pickle
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -45,8 +46,6 @@ EMBED_ROWS = 64
 # Windows a decode task hands on at a time: a long file streams out instead of sitting whole in a worker.
 DECODE_ROWS = 16
 DECODE_MEMORY = 512 * 2**20  # a worker with torch and libsndfile loaded: 435 MiB measured
-# Loopback only, no usage report, no dashboard: nothing leaves the machine unless the user points at a cluster.
-LOCAL_RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 class ClusterRunError(SoundsearchError):
@@ -96,10 +95,9 @@ class RayExecutor:
             override_num_blocks=len(jobs),  # one file per block: files spread over every decoder at once
         )
         windows = files.map_batches(
-            _decode_files,
+            partial(_decode_files, sample_rate=encoder.sample_rate, spec=spec),
             batch_size=1,
             batch_format="numpy",
-            fn_kwargs={"sample_rate": encoder.sample_rate, "window_s": spec.window_s, "hop_s": spec.hop_s},
             num_cpus=1,
             # What a decoder holds (a window of the stream, a resampler's kernel); a request unlike the
             # actors' also keeps Ray from fusing decoding into the embed actors, one file at a time beside
@@ -123,18 +121,26 @@ class RayExecutor:
         collector.check_complete()
 
 
-@contextmanager
-def ray_connection(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
-    """Ray for one run: the caller's if already connected, else `address`, else a local instance on 127.0.0.1."""
+def import_ray(*, loopback: bool) -> Any:
+    """Ray, imported with no usage report and, for a cluster on this machine, loopback addresses only
+    (Ray reads both settings once, on import; without the second it advertises the machine's address)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if loopback:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
         raise ClusterRunError("--engine ray needs Ray: pip install 'soundsearch[cluster]'") from None
+    return ray
+
+
+@contextmanager
+def ray_connection(address: str | None, num_cpus: int | None = None) -> Iterator[None]:
+    """Ray for one run: the caller's if already connected, else `address`, else a local instance on 127.0.0.1."""
+    ray = import_ray(loopback=address is None)
     if ray.is_initialized():
         yield
         return
-    for key, value in LOCAL_RAY_ENV.items():
-        os.environ.setdefault(key, value)
     try:
         if address is None:
             ray.init(
@@ -165,9 +171,8 @@ def _first_line(exc: BaseException) -> str:
 _EMPTY = b""
 
 
-def _decode_files(batch: dict[str, np.ndarray], sample_rate: int, window_s: float, hop_s: float) -> Iterator[Any]:
+def _decode_files(batch: dict[str, np.ndarray], *, sample_rate: int, spec: WindowSpec) -> Iterator[dict[str, Any]]:
     """A Ray task: each file's windows (k = 0, 1, ...) as float32 bytes, then one row with its `FileEnd`."""
-    spec = WindowSpec(window_s, hop_s)
     for i, path in zip(batch["i"], batch["path"], strict=True):
         rows: list[tuple[int, int, float, float, bytes, bytes]] = []
         k = 0
