@@ -30,7 +30,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
-from indexer import fulltext
+from indexer import fulltext, objectstore
 from indexer.audio import AudioInfo
 from indexer.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
 from indexer.decoding import FileEnd, decoded
@@ -115,7 +115,7 @@ class IndexJob:
 
     found: FoundFile
     root_id: int
-    root: Path
+    root: Path | str  # a folder, or an object-storage prefix (indexer.objectstore)
     content_hash: str
     existing_id: int | None  # set when the file replaces an older version of itself
 
@@ -152,7 +152,11 @@ def index_paths(
     return summary
 
 
-def _check_root(root: str | Path) -> Path:
+def _check_root(root: str | Path) -> Path | str:
+    """A library folder, made absolute, or an object-storage prefix (`s3://bucket/prefix`)."""
+    url = objectstore.as_root(root)
+    if url is not None:
+        return objectstore.check_root(url)
     p = Path(root).expanduser().absolute()
     if not p.exists():
         raise CatalogError(f"{p}: no such folder")
@@ -172,6 +176,8 @@ def _run_lock(home: Path) -> Iterator[None]:
 
 
 def file_hash(path: str) -> str:
+    if objectstore.is_url(path):
+        return objectstore.content_hash(path)
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         while block := f.read(HASH_BLOCK):
@@ -180,14 +186,18 @@ def file_hash(path: str) -> str:
 
 
 def _plan(
-    catalog: Catalog, roots: list[Path], summary: IndexSummary, *, force: bool, follow_links_outside: bool
+    catalog: Catalog, roots: list[Path | str], summary: IndexSummary, *, force: bool, follow_links_outside: bool
 ) -> list[IndexJob]:
     """Diff the disk against the catalog; apply moves and removals; return the files to embed."""
     root_ids = _ensure_roots(catalog, roots)
     found: dict[str, tuple[FoundFile, int]] = {}
     root_paths = dict(zip(root_ids, roots, strict=True))
+    folders = [r for r in roots if isinstance(r, Path)]
     for root, root_id in zip(roots, root_ids, strict=True):
-        files, issues = walk_audio(root, confine_to=None if follow_links_outside else roots)
+        if isinstance(root, str):
+            files, issues = objectstore.walk_objects(root)
+        else:
+            files, issues = walk_audio(root, confine_to=None if follow_links_outside else folders)
         summary.errors.extend({"path": i.path, "reason": i.reason} for i in issues)
         for f in files:
             found.setdefault(f.path, (f, root_id))
@@ -252,7 +262,7 @@ def _plan(
     return jobs
 
 
-def _ensure_roots(catalog: Catalog, roots: list[Path]) -> list[int]:
+def _ensure_roots(catalog: Catalog, roots: list[Path | str]) -> list[int]:
     ids = []
     with catalog.session() as s:
         for root in roots:
