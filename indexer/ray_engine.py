@@ -8,9 +8,11 @@ files skipped, moves recognised, deletions removed), then runs the files to embe
     through `CatalogWriter` (SQLite or PostgreSQL, whatever the catalog is on).
 
 What travels between tasks is compact: a window is its float32 samples as bytes (10 s at 48 kHz: 1.9 MB),
-a vector its float32 bytes, a file's end its pickled `FileEnd`. Decoding stays out of the embed actors so a
-GPU never waits for a resampler (decode is ~5x the model's cost per window on a CPU core, bench_index),
-and Ray's object store spills, rather than the driver buffering, when decoders run ahead.
+a vector its float32 bytes, a file's end its pickled `FileEnd`. Decoding stays out of the embed actors: one
+core decodes and resamples ~1 200 s of audio a second (BENCHMARKS.md, decode), a GPU embeds thousands of
+10 s windows a second, so one GPU needs the decoding of many cores, wherever the cluster has them; decoding
+inside the actor would leave the GPU idle for its duration. Moving a window between processes costs a copy,
+a re-decode costs the download and the resampler again.
 
 Only the driver writes, keyed by (file, window index): a window that a retried task delivers twice overwrites
 itself, a file is written once all of its windows are in, and the run resumes after a crash from the last

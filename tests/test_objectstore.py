@@ -96,6 +96,11 @@ def test_an_s3_prefix_indexes_like_the_same_files_on_disk_and_plays_through_a_pr
     # Unchanged: four sounds and the broken file.
     assert (again["added"], again["unchanged"], again["moved"], again["removed"]) == (0, 5, 1, 1)
 
+    # Roots come back from the catalog for a reindex: still the bucket's URL.
+    assert main(["reindex", "--model", MODEL, "--home", str(tmp_path / "s3"), "--json"]) == 0
+    rebuilt = json.loads(capsys.readouterr().out)
+    assert (rebuilt["updated"], rebuilt["failed"], rebuilt["removed"]) == (5, 1, 0)
+
     with Catalog.open(tmp_path / "s3", writable=False) as catalog:
         paths = catalog.paths([f.id for f in catalog.files()])
     file_id = next(i for i, p in paths.items() if p.endswith("sound4.wav"))
