@@ -28,7 +28,9 @@ def test_the_wheel_indexes_and_searches_outside_the_checkout(tmp_path: Path) -> 
     _run(UV, "build", "--wheel", "--out-dir", tmp_path / "dist", REPO, cwd=REPO)
     (wheel,) = (tmp_path / "dist").glob("soundsearch-*.whl")
     pins = tmp_path / "pins.txt"
-    pins.write_text(_run(UV, "export", "--frozen", "--no-default-groups", "--no-hashes", "--no-emit-project", cwd=REPO))
+    pins.write_text(
+        _run(UV, "export", "--frozen", "--no-default-groups", "--no-hashes", "--no-emit-project", cwd=REPO)
+    )
     venv = tmp_path / "venv"
     _run(UV, "venv", "--quiet", "--python", sys.executable, venv, cwd=tmp_path)
     _run(UV, "pip", "install", "--quiet", "--python", venv / "bin" / "python", "-c", pins, wheel, cwd=tmp_path)
