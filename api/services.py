@@ -21,6 +21,7 @@ from fastapi import Request
 from api.errors import Forbidden, NotFound, Unavailable
 from api.jobs import JobRegistry
 from api.settings import Settings
+from indexer import objectstore
 from indexer.audio import probe, stream_audio
 from indexer.catalog import Catalog, FileRecord, FileStatus
 from indexer.encoders.base import Encoder
@@ -113,6 +114,16 @@ class Services:
         if record is None:
             raise NotFound(f"no file with id {file_id} in the catalog")
         return record
+
+    def object_url(self, file_id: int) -> str | None:
+        """The object-storage URL (indexer.objectstore) of a file indexed from there, else None."""
+        record = self.file(file_id)
+        url = self.catalog.paths([file_id]).get(file_id)
+        if url is None or not objectstore.is_url(url):
+            return None
+        if record.status != FileStatus.OK:
+            raise NotFound(f"file {file_id} is not available for playback (failed to index)")
+        return url
 
     def playable(self, file_id: int) -> FileRecord:
         record = self.file(file_id)

@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from indexer import objectstore
 from indexer.audio import AudioInfo, probe, stream_audio
 from indexer.errors import AudioDecodeError
 from indexer.fsnames import display
@@ -57,7 +58,10 @@ Item = Window | FileEnd
 
 
 def decode_file(path: str, sample_rate: int, spec: WindowSpec) -> Iterator[Item]:
-    """A file's windows, then its `FileEnd`."""
+    """A file's (or an object-storage URL's) windows, then its `FileEnd`."""
+    if objectstore.is_url(path):
+        yield from _decode_object(path, sample_rate, spec)
+        return
     n = 0
     try:
         info = probe(path)
@@ -72,6 +76,14 @@ def decode_file(path: str, sample_rate: int, spec: WindowSpec) -> Iterator[Item]
     except Exception as exc:  # a bug (ours or a library's) that this file's bytes trip: see the module doc
         log.warning("decoding %s failed unexpectedly", display(path), exc_info=True)
         yield FileEnd(None, n, f"decoding failed unexpectedly ({type(exc).__name__}: {exc})", EmbeddedText())
+
+
+def _decode_object(url: str, sample_rate: int, spec: WindowSpec) -> Iterator[Item]:
+    try:
+        with objectstore.local_copy(url) as local:
+            yield from decode_file(local, sample_rate, spec)
+    except OSError as exc:  # only the download can raise here: decode_file reports its own failures
+        yield FileEnd(None, 0, f"cannot read object: {exc.strerror or exc}", EmbeddedText())
 
 
 class DecoderDied(RuntimeError):

@@ -25,13 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
+from indexer import objectstore
 from indexer.audio import AudioInfo
 from indexer.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
 from indexer.decoding import FileEnd, decoded
@@ -110,14 +111,21 @@ class Progress:
 
 
 @dataclass
-class Job:
-    """A file to embed: as found on disk, under which root, with the hash of the bytes about to be read."""
+class IndexJob:
+    """A file to embed: where it was found, under which root, with the hash of the bytes about to be read."""
 
     found: FoundFile
     root_id: int
-    root: Path
+    root: Path | str  # a folder, or an object-storage prefix (indexer.objectstore)
     content_hash: str
     existing_id: int | None  # set when the file replaces an older version of itself
+
+
+class Executor(Protocol):
+    """How planned files become windows and vectors: in this process (`LocalExecutor`) or on a cluster
+    (`indexer.ray_engine.RayExecutor`). Either hands every finished file to the `CatalogWriter`."""
+
+    def run(self, jobs: list[IndexJob], encoder: Encoder, spec: WindowSpec, writer: CatalogWriter) -> None: ...
 
 
 def index_paths(
@@ -127,10 +135,11 @@ def index_paths(
     *,
     options: IndexOptions | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> IndexSummary:
     """Bring the catalog up to date with the audio files under `roots`."""
     with run_lock(catalog.home):
-        return index_locked(catalog, encoder, roots, options=options, progress=progress)
+        return index_locked(catalog, encoder, roots, options=options, progress=progress, executor=executor)
 
 
 def index_locked(
@@ -140,6 +149,7 @@ def index_locked(
     *,
     options: IndexOptions | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> IndexSummary:
     """`index_paths` for a caller that already holds the run lock (`indexer.reindex` ends with one)."""
     opts = options or IndexOptions()
@@ -149,17 +159,18 @@ def index_locked(
     spec = WindowSpec(binding.window_s, binding.hop_s)
     summary = IndexSummary()
     jobs = _plan(catalog, root_paths, summary, follow_links_outside=opts.follow_links_outside)
-    # numpy's BLAS (the resampler's GEMM) gets one thread: its idle threads otherwise spin on the
-    # cores torch's threads need, and every batch after a decode ran 10-20 % slower (bench_index).
-    # The limit is process-wide while the run lasts (other threads' numpy products included).
-    with threadpool_limits(1, user_api="blas"):
-        EmbedRun(catalog, encoder, spec, opts, summary, progress).run(jobs)
+    writer = CatalogWriter(catalog, opts, summary, progress)
+    (executor or LocalExecutor(opts)).run(jobs, encoder, spec, writer)
     catalog.save_index()
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def _check_root(root: str | Path) -> Path:
+def _check_root(root: str | Path) -> Path | str:
+    """A library folder, made absolute, or an object-storage prefix (`s3://bucket/prefix`)."""
+    url = objectstore.as_root(root)
+    if url is not None:
+        return objectstore.check_root(url)
     p = Path(root).expanduser().absolute()
     if not p.exists():
         raise CatalogError(f"{p}: no such folder")
@@ -180,6 +191,8 @@ def run_lock(home: Path) -> Iterator[None]:
 
 
 def file_hash(path: str) -> str:
+    if objectstore.is_url(path):
+        return objectstore.content_hash(path)
     h = hashlib.blake2b(digest_size=16)
     with open(path, "rb") as f:
         while block := f.read(HASH_BLOCK):
@@ -187,13 +200,19 @@ def file_hash(path: str) -> str:
     return h.hexdigest()
 
 
-def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, follow_links_outside: bool) -> list[Job]:
+def _plan(
+    catalog: Catalog, roots: list[Path | str], summary: IndexSummary, *, follow_links_outside: bool
+) -> list[IndexJob]:
     """Diff the disk against the catalog; apply moves and removals; return the files to embed."""
     root_ids = _ensure_roots(catalog, roots)
     found: dict[str, tuple[FoundFile, int]] = {}
     root_paths = dict(zip(root_ids, roots, strict=True))
+    folders = [r for r in roots if isinstance(r, Path)]
     for root, root_id in zip(roots, root_ids, strict=True):
-        files, issues = walk_audio(root, confine_to=None if follow_links_outside else roots)
+        if isinstance(root, str):
+            files, issues = objectstore.walk_objects(root)
+        else:
+            files, issues = walk_audio(root, confine_to=None if follow_links_outside else folders)
         summary.errors.extend({"path": i.path, "reason": i.reason} for i in issues)
         for f in files:
             found.setdefault(f.path, (f, root_id))
@@ -226,7 +245,7 @@ def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, follow_
     vanished = {r.content_hash: r for p, r in known.items() if p not in found and r.status == FileStatus.OK}
     hashes, unreadable = _hash_all([f.path for f, _, _ in to_hash])
 
-    jobs: list[Job] = []
+    jobs: list[IndexJob] = []
     touched: list[tuple[int, FoundFile]] = []
     moves: list[tuple[int, FoundFile, int]] = []
     failed: list[tuple[FoundFile, int, Any, str]] = []
@@ -241,7 +260,7 @@ def _plan(catalog: Catalog, roots: list[Path], summary: IndexSummary, *, follow_
             moves.append((vanished.pop(digest).id, f, root_id))
             summary.moved += 1
         else:
-            jobs.append(Job(f, root_id, root_paths[root_id], digest, row.id if row is not None else None))
+            jobs.append(IndexJob(f, root_id, root_paths[root_id], digest, row.id if row is not None else None))
 
     removed_ids = [r.id for r in vanished.values()] + [
         r.id for p, r in known.items() if p not in found and r.status != FileStatus.OK
@@ -270,7 +289,7 @@ def _settled(row: Any) -> bool:
 
 
 def _record_unreadable(
-    s: Session, failed: list[tuple[FoundFile, int, Any, str]], root_paths: dict[int, Path], summary: IndexSummary
+    s: Session, failed: list[tuple[FoundFile, int, Any, str]], root_paths: dict[int, Path | str], summary: IndexSummary
 ) -> np.ndarray:
     """Files that could not be read become failed rows without a content hash (read again next run);
     an older version's vectors go. Returns those segment ids, to drop from the vector index."""
@@ -289,7 +308,7 @@ def _record_unreadable(
     return stale
 
 
-def _ensure_roots(catalog: Catalog, roots: list[Path]) -> list[int]:
+def _ensure_roots(catalog: Catalog, roots: list[Path | str]) -> list[int]:
     ids = []
     with catalog.session() as s:
         for root in roots:
@@ -342,10 +361,10 @@ def _delete_files(s: Session, file_ids: Sequence[int]) -> np.ndarray:
 
 
 @dataclass
-class _Decoded:
-    """A file on its way through the pipeline: windows arrive, embeddings accumulate."""
+class FileResult:
+    """A file on its way through an executor: windows arrive, embeddings accumulate."""
 
-    job: Job
+    job: IndexJob
     info: AudioInfo | None = None
     n_windows: int | None = None  # known once the decoder reached the end of the file
     bounds: list[tuple[float, float]] = field(default_factory=list)
@@ -357,40 +376,40 @@ class _Decoded:
     def complete(self) -> bool:
         return self.n_windows is not None and len(self.vectors) == self.n_windows
 
+    def ended(self, end: FileEnd) -> None:
+        self.info, self.n_windows, self.error, self.embedded = end.info, end.n_windows, end.error, end.embedded
 
-class EmbedRun:
-    """Decode jobs' files and embed their windows in full batches; `_commit` writes finished files."""
 
-    def __init__(
-        self,
-        catalog: Catalog,
-        encoder: Encoder,
-        spec: WindowSpec,
-        opts: IndexOptions,
-        summary: IndexSummary,
-        progress: Progress | None,
-    ) -> None:
-        self.catalog = catalog
+class LocalExecutor:
+    """Decoders in this process (threads or processes) feed one model that embeds full batches."""
+
+    def __init__(self, opts: IndexOptions) -> None:
+        self.opts = opts
+
+    def run(self, jobs: list[IndexJob], encoder: Encoder, spec: WindowSpec, writer: CatalogWriter) -> None:
+        # numpy's BLAS (the resampler's GEMM) gets one thread: its idle threads otherwise spin on the
+        # cores torch's threads need, and every batch after a decode ran 10-20 % slower (bench_index).
+        # The limit is process-wide while the run lasts (other threads' numpy products included).
+        with threadpool_limits(1, user_api="blas"):
+            _EmbedRun(encoder, spec, self.opts, writer).run(jobs)
+
+
+class _EmbedRun:
+    def __init__(self, encoder: Encoder, spec: WindowSpec, opts: IndexOptions, writer: CatalogWriter) -> None:
         self.encoder = encoder
         self.spec = spec
-        self.opts = opts
-        self.summary = summary
-        self.progress = progress
+        self.writer = writer
         self.batch_size = int(getattr(encoder, "batch_size", 8))
         device = getattr(getattr(encoder, "device", None), "type", "cpu")
         self.workers = opts.workers_for(device)
         self.processes = opts.processes_for(device)
-        self.ready: list[_Decoded] = []
-        self.last_commit = time.monotonic()
-        self.last_save = time.monotonic()
 
-    def run(self, jobs: list[Job]) -> None:
+    def run(self, jobs: list[IndexJob]) -> None:
         if not jobs:
             return
-        if self.progress:
-            self.progress.start(len(jobs), sum(_estimated_seconds(j) for j in jobs))
-        states = [_Decoded(job) for job in jobs]
-        batch: list[tuple[_Decoded, Window]] = []
+        self.writer.start(jobs)
+        states = [FileResult(job) for job in jobs]
+        batch: list[tuple[FileResult, Window]] = []
         for i, item in decoded(
             [job.found.path for job in jobs],
             self.encoder.sample_rate,
@@ -401,50 +420,68 @@ class EmbedRun:
         ):
             state = states[i]
             if isinstance(item, FileEnd):
-                self._file_ended(state, item)
+                state.ended(item)
+                if state.error is not None or state.complete:
+                    self.writer.finished(state)
             else:
                 state.bounds.append((item.start_s, item.end_s))
                 batch.append((state, item))
                 if len(batch) >= self.batch_size:
                     self._embed(batch)
                     batch = []
-            self._maybe_commit()
+            self.writer.maybe_commit()
         if batch:
             self._embed(batch)
-        self._commit()
-        if self.progress:
-            self.progress.finish()
+        self.writer.finish()
 
-    def _embed(self, batch: list[tuple[_Decoded, Window]]) -> None:
+    def _embed(self, batch: list[tuple[FileResult, Window]]) -> None:
         vectors = self.encoder.embed_audio([w.samples for _, w in batch])
         for (state, _), vec in zip(batch, vectors, strict=True):
             state.vectors.append(vec)
             if state.complete and state.error is None:
-                self._finished(state)
+                self.writer.finished(state)
 
-    def _file_ended(self, state: _Decoded, end: FileEnd) -> None:
-        state.info, state.n_windows, state.error = end.info, end.n_windows, end.error
-        state.embedded = end.embedded
-        if state.error is not None or state.complete:
-            self._finished(state)
 
-    def _finished(self, state: _Decoded) -> None:
+class CatalogWriter:
+    """Finished files into the catalog, in chunks (rows, segments and vectors in one transaction each);
+    the one write path of every executor."""
+
+    def __init__(self, catalog: Catalog, opts: IndexOptions, summary: IndexSummary, progress: Progress | None) -> None:
+        self.catalog = catalog
+        self.opts = opts
+        self.summary = summary
+        self.progress = progress
+        self.ready: list[FileResult] = []
+        self.last_commit = time.monotonic()
+        self.last_save = time.monotonic()
+
+    def start(self, jobs: Sequence[IndexJob]) -> None:
+        if self.progress:
+            self.progress.start(len(jobs), sum(_estimated_seconds(j) for j in jobs))
+
+    def finished(self, state: FileResult) -> None:
+        """`state` is complete (every window embedded) or failed: it goes out with the next commit."""
         self.ready.append(state)
         if self.progress:
             seconds = state.info.duration_s if state.info and state.error is None else 0.0
             self.progress.advance(1, seconds)
 
-    def _maybe_commit(self) -> None:
+    def finish(self) -> None:
+        self.commit()
+        if self.progress:
+            self.progress.finish()
+
+    def maybe_commit(self) -> None:
         now = time.monotonic()
         if len(self.ready) >= self.opts.commit_every_files or (
             self.ready and now - self.last_commit >= self.opts.commit_every_s
         ):
-            self._commit()
+            self.commit()
         if now - self.last_save >= self.opts.save_index_every_s:
             self.catalog.save_index()
             self.last_save = now
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         """Write finished files (rows, segments, vectors) in one transaction, then update FAISS."""
         if not self.ready:
             return
@@ -488,7 +525,7 @@ class EmbedRun:
         self.last_commit = time.monotonic()
 
     @staticmethod
-    def _file_values(st: _Decoded) -> dict[str, Any]:
+    def _file_values(st: FileResult) -> dict[str, Any]:
         f, info = st.job.found, st.info
         return {
             "root_id": st.job.root_id,
@@ -509,6 +546,6 @@ class EmbedRun:
         }
 
 
-def _estimated_seconds(job: Job) -> float:
+def _estimated_seconds(job: IndexJob) -> float:
     # Rough (from the size of 16-bit stereo at 44.1 kHz) until the header is read; only for the ETA.
     return job.found.size / 176_400

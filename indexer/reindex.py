@@ -25,9 +25,8 @@ from pathlib import Path
 
 from sqlalchemy import ColumnElement, Exists, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
-from threadpoolctl import threadpool_limits
 
-from indexer import fulltext, index_choice
+from indexer import index_choice
 from indexer.catalog import (
     PREPROCESSING_VERSION,
     Catalog,
@@ -38,7 +37,16 @@ from indexer.catalog import (
     write_binding,
 )
 from indexer.encoders.base import Encoder
-from indexer.pipeline import EmbedRun, IndexOptions, IndexSummary, Job, Progress, index_locked, run_lock
+from indexer.pipeline import (
+    CatalogWriter,
+    IndexJob,
+    IndexOptions,
+    IndexSummary,
+    LocalExecutor,
+    Progress,
+    index_locked,
+    run_lock,
+)
 from indexer.scan import FoundFile
 from indexer.schema import FileRow, Root, SegmentRow, Setting, StagedFile, StagedSegment
 from indexer.windows import WindowSpec
@@ -64,8 +72,7 @@ def reindex(
             spec = WindowSpec(target.window_s, target.hop_s)
             # The catalog's FAISS index is the old model's until the swap: never saved meanwhile.
             staging = replace(opts, save_index_every_s=math.inf)
-            with threadpool_limits(1, user_api="blas"):
-                _StagingRun(catalog, encoder, spec, staging, summary, progress).run(jobs)
+            LocalExecutor(staging).run(jobs, encoder, spec, _StagingWriter(catalog, staging, summary, progress))
             _swap(catalog, target)
         _absorb(summary, index_locked(catalog, encoder, catalog.roots(), options=opts, progress=progress))
         with catalog.session() as s:
@@ -114,7 +121,7 @@ def _valid_stage() -> Exists:
     return exists().where(StagedFile.file_id == FileRow.id, StagedFile.content_hash == FileRow.content_hash)
 
 
-def _unstaged(catalog: Catalog, summary: IndexSummary) -> list[Job]:
+def _unstaged(catalog: Catalog, summary: IndexSummary) -> list[IndexJob]:
     """OK files still to embed with the new model; those staged before count as unchanged."""
     with catalog.session() as s:
         # Rows staged for an older version of their file are dropped (their segments with them).
@@ -127,15 +134,15 @@ def _unstaged(catalog: Catalog, summary: IndexSummary) -> list[Job]:
             .order_by(FileRow.path)
         ).all()
     return [
-        Job(FoundFile(path, size, mtime_ns), root_id, Path(root), str(content_hash), file_id)
+        IndexJob(FoundFile(path, size, mtime_ns), root_id, Path(root), str(content_hash), file_id)
         for file_id, path, size, mtime_ns, content_hash, root_id, root in rows
     ]
 
 
-class _StagingRun(EmbedRun):
-    """The embedding loop of `index`, writing the new model's vectors beside the catalog's own."""
+class _StagingWriter(CatalogWriter):
+    """The write path of `index`, writing the new model's vectors beside the catalog's own."""
 
-    def _commit(self) -> None:
+    def commit(self) -> None:
         if not self.ready:
             return
         with self.catalog.session() as s:
@@ -181,8 +188,6 @@ def _swap(catalog: Catalog, target: ModelBinding) -> None:
         failed = s.execute(select(StagedFile.file_id, StagedFile.error).where(StagedFile.error.is_not(None))).all()
         for file_id, error in failed:
             s.execute(update(FileRow).where(FileRow.id == file_id).values(status=FileStatus.FAILED, error=error))
-        if failed:
-            fulltext.mark_changed(s)
         s.execute(delete(StagedSegment))
         s.execute(delete(StagedFile))
         # The old index's plan and tuning do not describe the index rebuilt for the new vectors.

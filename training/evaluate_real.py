@@ -106,7 +106,7 @@ def family_map(audio: FloatArray, family: list[str]) -> tuple[float, int]:
 
 def evaluate(spec: str, library: Path, queries_file: Path = QUERIES) -> dict[str, Any]:
     encoder = _encoder(spec)
-    found, _ = walk_audio(library)
+    found, _ = walk_audio(library, confine_to=None)
     paths = sorted(Path(f.path) for f in found)
     rel_paths = [p.relative_to(library).as_posix() for p in paths]
     clips = [load_audio(p, encoder.sample_rate).samples for p in paths]

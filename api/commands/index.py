@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.commands.common import TqdmProgress, add_catalog_options, open_catalog, print_json
 from indexer.errors import SoundsearchError
 from indexer.fsnames import display
+
+if TYPE_CHECKING:
+    from indexer.pipeline import Executor
 
 
 def register(sub: Any) -> None:
@@ -33,6 +36,25 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also index files that symlinks lead to outside the given folders (skipped by default; the server "
         "never plays them)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where files are decoded and embedded: this process (default), or a Ray cluster (needs the "
+        "'cluster' extra); the plan and the catalog writes are the same",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --engine ray: a running cluster (host:port, ray://host:10001, or 'auto'); default: a local "
+        "Ray instance on 127.0.0.1 for this run",
+    )
+    p.add_argument(
+        "--ray-actors",
+        type=int,
+        metavar="N",
+        help="with --engine ray: embedding models (default: one per GPU in the cluster, else half its CPUs)",
     )
     _add_budget_option(p)
     p.add_argument("--caption", action="store_true", help="write a caption for every new or changed file")
@@ -96,6 +118,7 @@ def run_index(args: argparse.Namespace) -> int:
     from indexer.pipeline import IndexOptions, index_paths
     from search.tagger import apply_enabled_taggers
 
+    executor = _executor(args)
     with open_catalog(args) as catalog:
         encoder = catalog.load_encoder(args.model, args.device)
         _apply_budget(catalog, args)
@@ -110,6 +133,7 @@ def run_index(args: argparse.Namespace) -> int:
                 follow_links_outside=args.follow_links_outside,
             ),
             progress=TqdmProgress(enabled=not args.json),
+            executor=executor,
         )
         apply_enabled_taggers(catalog, summary.changed_file_ids)
         if args.caption and summary.changed_file_ids:
@@ -127,6 +151,19 @@ def run_index(args: argparse.Namespace) -> int:
     else:
         _print_summary(summary.to_dict())
     return 0
+
+
+def _executor(args: argparse.Namespace) -> Executor | None:
+    """The Ray executor when asked for; None: the local pipeline."""
+    if args.engine != "ray":
+        if args.ray_address is not None or args.ray_actors is not None:
+            raise SoundsearchError("--ray-address and --ray-actors go with --engine ray")
+        return None
+    if args.ray_actors is not None and args.ray_actors < 1:
+        raise SoundsearchError("--ray-actors must be at least 1")
+    from indexer.ray_engine import RayExecutor
+
+    return RayExecutor(address=args.ray_address, actors=args.ray_actors)
 
 
 def run_reindex(args: argparse.Namespace) -> int:

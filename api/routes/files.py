@@ -11,12 +11,13 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from api.deps import FiltersDep, ServicesDep, file_out, hit_out
 from api.errors import responses
 from api.schemas import FileOut, SearchOut, WaveformOut
 from api.services import waveform_peaks
+from indexer import objectstore
 from indexer.fsnames import display
 
 router = APIRouter(prefix="/api/files", tags=["files"])
@@ -65,11 +66,16 @@ async def similar(
         **responses(404),
         200: {"content": {"audio/*": {}}, "description": "the file's bytes"},
         206: {"content": {"audio/*": {}}, "description": "the requested byte range"},
+        307: {"description": "a presigned URL of the file in object storage"},
         416: {"description": "range not satisfiable"},
     },
 )
-def audio(services: ServicesDep, file_id: FileId) -> FileResponse:
-    """The catalog file's bytes, with HTTP Range support so players can seek."""
+def audio(services: ServicesDep, file_id: FileId) -> Response:
+    """The catalog file's bytes, with HTTP Range support so players can seek; for a file in object storage,
+    a redirect to a short-lived presigned URL, where the player's Range requests go."""
+    url = services.object_url(file_id)
+    if url is not None:
+        return RedirectResponse(objectstore.presigned_url(url), status_code=307)
     record = services.playable(file_id)
     media_type = MEDIA_TYPES.get((record.format or "").upper()) or (
         mimetypes.guess_type(record.path.name)[0] or "application/octet-stream"
