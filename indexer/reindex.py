@@ -38,7 +38,7 @@ from indexer.catalog import (
     write_binding,
 )
 from indexer.encoders.base import Encoder
-from indexer.pipeline import EmbedRun, IndexOptions, IndexSummary, Job, Progress, index_locked, run_lock
+from indexer.pipeline import EmbedRun, IndexOptions, IndexSummary, Job, Progress, index_locked
 from indexer.scan import FoundFile
 from indexer.schema import FileRow, Root, SegmentRow, Setting, StagedFile, StagedSegment
 from indexer.windows import WindowSpec
@@ -58,7 +58,7 @@ def reindex(
         encoder.model_id, encoder.dim, encoder.window_seconds, encoder.window_seconds / 2, PREPROCESSING_VERSION
     )
     summary = IndexSummary()
-    with run_lock(catalog.home):
+    with catalog.run_lock():
         if not _start_or_resume(catalog, target):
             jobs = _unstaged(catalog, summary)
             spec = WindowSpec(target.window_s, target.hop_s)
