@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,20 +30,11 @@ def pg_server_url() -> str:
 
 @contextmanager
 def pg_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database (its URL), dropped afterwards."""
-    import psycopg
-    from sqlalchemy import make_url
+    """A new, empty PostgreSQL database (its URL) on the test server, dropped afterwards."""
+    from benchmarks._common import scratch_database
 
-    server = make_url(pg_server_url())
-    name = f"soundsearch_test_{uuid.uuid4().hex[:16]}"
-    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(pg_server_url()) as url:
+        yield url
 
 
 @pytest.fixture()

@@ -309,10 +309,11 @@ def test_enabled_taggers_tag_new_files_at_index_time(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    db_url: str | None,
 ) -> None:
     lib, home = tmp_path / "lib", tmp_path / "home"
     _write_library(lib, train=3, test=0)
-    with Catalog.open(home) as catalog:
+    with Catalog.open(home, db_url=db_url) as catalog:
         index_paths(catalog, PlantedEncoder(), [lib])
         labelled = LabelledPaths(
             "x", tuple((f.path, (f.path.parent.name,)) for f in catalog.files() if "train" in str(f.path))
@@ -325,11 +326,11 @@ def test_enabled_taggers_tag_new_files_at_index_time(
     write(lib / "new" / "fresh.wav", _clip(BANDS["voice"], 7))
     _planted_encoder(monkeypatch)
     with caplog.at_level(logging.WARNING):
-        assert main(["index", str(lib), "--home", str(home), "--json"]) == 0
+        assert main(["index", str(lib), "--home", str(home), "--json", *(["--db-url", db_url] if db_url else [])]) == 0
     assert json.loads(capsys.readouterr().out)["added"] == 1
     assert "tagger foreign skipped" in caplog.text
 
-    with Catalog.open(home) as catalog:
+    with Catalog.open(home, db_url=db_url) as catalog:
         tagged = Engine(catalog, PlantedEncoder()).search("voice", k=50, filters=Filters(tags=("voice",)))
         assert [(h.path.name, h.tags) for h in tagged] == [("fresh.wav", ("voice",))]  # the new file, by "on" only
         assert apply_enabled_taggers(catalog, []) == {}
