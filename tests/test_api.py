@@ -468,3 +468,17 @@ def test_serve_command_refuses_a_public_address(tmp_path: Path, capsys: pytest.C
 
     assert main(["serve", "--host", "0.0.0.0", "--home", str(tmp_path)]) == 2
     assert "refusing to listen on 0.0.0.0 without an API key" in capsys.readouterr().err
+
+
+def test_index_job_captions_new_files_when_asked(paths: dict[str, Path], module_db_url: str | None) -> None:
+    folder = paths["roots"] / "captioned"
+    write(folder / "Long_Drone.wav", tone(1, 4.0))
+    body = {"paths": [str(folder)], "caption": True}
+    with TestClient(make_app(paths, module_db_url, library_roots=[paths["roots"]])) as c:
+        refused = c.post("/api/index", json=body)
+        assert refused.status_code == 503 and "captioning" in refused.json()["detail"]
+    with TestClient(make_app(paths, module_db_url, library_roots=[paths["roots"]], captioner=FakeCaptioner())) as c:
+        job = wait_for(c, c.post("/api/index", json=body).json()["id"])
+        assert job["state"] == "done" and job["summary"]["captioned"] == 1, job
+        hits = c.get("/api/search", params={"q": "second sound", "mode": "text"}).json()["hits"]
+        assert [(h["name"], h["caption"]) for h in hits] == [("Long_Drone.wav", "a 4 second sound")]
