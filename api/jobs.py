@@ -1,6 +1,7 @@
-"""Indexing jobs: `index_paths` in a background thread, its progress readable while it runs.
+"""Indexing jobs: `index_library` (the CLI's run: index, enabled taggers, captions when asked, index plan) in a
+background thread, its progress readable while it runs.
 
-One job runs at a time in this process (a second request is a 409); `index_paths` takes the
+One job runs at a time in this process (a second request is a 409); `index_library` takes the
 catalog's own run lock as well, so a CLI run on the same catalog makes the job fail with that reason.
 The job writes through its own catalog handle; the server's read handle catches up with the
 catalog's generation (`Catalog.refresh`), and `on_done` makes it do so before the job reads as
@@ -19,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from api.errors import Conflict, NotFound
+from captioning.catalog import FileCaptioner
 from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
-from indexer.pipeline import Progress, index_paths
+from search.indexing import RunProgress, index_library
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class Job:
     id: str
     paths: list[str]
     state: str = "queued"
+    stage: str | None = None  # the run's current step (search.indexing.STAGES)
     files_total: int | None = None
     files_done: int = 0
     audio_seconds_done: float = 0.0
@@ -47,9 +50,12 @@ class Job:
     error: str | None = None
 
 
-class _JobProgress(Progress):
+class _JobProgress(RunProgress):
     def __init__(self, job: Job) -> None:
         self.job = job
+
+    def stage(self, name: str) -> None:
+        self.job.stage = name
 
     def start(self, files: int, audio_seconds: float) -> None:
         self.job.files_total = files
@@ -73,14 +79,17 @@ class JobRegistry:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
-    def start(self, paths: list[Path]) -> Job:
+    def start(self, paths: list[Path], captioner: FileCaptioner | None = None) -> Job:
+        """Index `paths` in the background; with `captioner`, the new and changed files are captioned too."""
         with self._lock:
             if self.running():
                 raise Conflict("an indexing job is already running; wait for it (GET /api/jobs/{id})")
             job = Job(id=uuid.uuid4().hex[:12], paths=[str(p) for p in paths])
             self._jobs[job.id] = job
             self._forget_old()
-            thread = threading.Thread(target=self._run, args=(job, paths), name=f"index-{job.id}", daemon=True)
+            thread = threading.Thread(
+                target=self._run, args=(job, paths, captioner), name=f"index-{job.id}", daemon=True
+            )
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
             thread.start()
         return job
@@ -99,13 +108,19 @@ class JobRegistry:
         for thread in list(self._threads):
             thread.join(timeout)
 
-    def _run(self, job: Job, paths: list[Path]) -> None:
+    def _run(self, job: Job, paths: list[Path], captioner: FileCaptioner | None) -> None:
         job.state = "running"
         summary: dict[str, Any] | None = None
         error: str | None = None
         try:
             with self._open_catalog() as catalog:
-                summary = index_paths(catalog, self._encoder, paths, progress=_JobProgress(job)).to_dict()
+                summary = index_library(
+                    catalog,
+                    self._encoder,
+                    paths,
+                    progress=_JobProgress(job),
+                    captioner=None if captioner is None else lambda: captioner,
+                ).to_dict()
         except SoundsearchError as exc:
             error = str(exc)
         except Exception as exc:  # a background thread has no caller to raise to: record it, log it

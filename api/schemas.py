@@ -97,11 +97,17 @@ class CaptionOut(BaseModel):
 
 class IndexRequest(BaseModel):
     paths: list[str] = Field(min_length=1, max_length=100, description="folders under the configured library roots")
+    caption: bool = Field(
+        default=False, description="also caption the new and changed files (503 without a captioning model)"
+    )
 
 
 class JobOut(BaseModel):
     id: str
     state: JobState
+    stage: str | None = Field(
+        default=None, description="the run's current step: indexing, tagging, captioning, planning the vector index"
+    )
     paths: list[str]
     files_total: int | None = Field(description="files to embed; null until the scan has finished")
     files_done: int

@@ -1,4 +1,5 @@
-"""Small helpers shared by the benchmark scripts: timing and a header describing the machine."""
+"""Small helpers shared by the benchmark scripts (and the tests): timing, a header describing the machine,
+scratch PostgreSQL databases."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 
 
@@ -37,3 +40,21 @@ def percentile_ms(samples_s: list[float], q: float) -> float:
         if len(samples_s) > 1
         else samples_s[0] * 1e3
     )
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server at `server_url` (its SQLAlchemy URL), dropped afterwards."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    server = make_url(server_url)
+    name = f"soundsearch_scratch_{uuid.uuid4().hex[:16]}"
+    admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -10,6 +10,8 @@ from stored vectors. The file names use 12 words only, so every text query word 
 the library: the text side's worst case.
 
 Run: .venv/bin/python -m benchmarks.bench_search [--files 50000 --labels 500]
+     [--db-url postgresql+psycopg://user@host/postgres --latency-only]
+With --db-url the catalogs live on that PostgreSQL server, each in a scratch database dropped afterwards.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import statistics
 import tempfile
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import insert
 
-from benchmarks._common import machine
+from benchmarks._common import machine, scratch_database
 from benchmarks.bench_ann import Mixture, clustered_vectors
 from indexer.catalog import Catalog, vector_to_bytes
 from indexer.index_choice import IndexPolicy
@@ -71,11 +74,12 @@ def build(
     model_id: str = "bench-random",
     dim: int = DIM,
     policy: IndexPolicy | None = None,
+    db_url: str | None = None,
 ) -> Catalog:
     """A catalog of `n_files` × 2 segments of clustered random unit vectors, written straight into the database
     (UCS-like names for the full-text side), bound to `model_id` of dimension `dim`. The vector index
     is the one `policy` (default: the product's) picks for that size, built before this returns."""
-    catalog = Catalog.open(home)
+    catalog = Catalog.open(home, db_url=db_url)
     if policy is not None:
         catalog.index_policy = policy
     catalog.bind_model(model_id, dim, 10.0, 5.0)
@@ -144,11 +148,41 @@ def naive_search(vectors: FloatArray, owners: np.ndarray, query: FloatArray, k: 
     return out
 
 
+def latency(catalog: Catalog, name: str, queries: list[str], cases: tuple[tuple[str, dict[str, Any]], ...]) -> None:
+    """One table row per query kind on `catalog`; the naive numpy scan beside the exact index."""
+    label = f"{catalog.index.kind} ({catalog.index.count()} segments)"
+    engine = Engine(catalog, RandomTextEncoder(catalog.index.count()))  # type: ignore[arg-type]
+    for case, kwargs in cases:
+        for q in queries:
+            engine.search(q, 20, **kwargs)  # warm: embeddings cached
+        runs = [partial(engine.search, q, 20, **kwargs) for q in queries]
+        print(f"| {label} | {case} | {p50_p99(runs)} |")
+    if name == "exact":
+        seg_ids, owners = catalog.segment_owners()
+        vectors = catalog.vectors(seg_ids)
+        qv = [engine._text_vector(parse_text(q)) for q in queries]
+        runs = [partial(naive_search, vectors, owners, v, 20) for v in qv]
+        print(f"| numpy, every segment scored and sorted (naive) | vector, k=20 | {p50_p99(runs)} |")
+    catalog.close()
+
+
+@contextmanager
+def database(server_url: str | None) -> Iterator[str | None]:
+    """Where one benchmark catalog lives: SQLite in its home (None), or a scratch database on `server_url`."""
+    if server_url is None:
+        yield None
+    else:
+        with scratch_database(server_url) as url:
+            yield url
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=50_000)
     parser.add_argument("--labels", type=int, default=500)
     parser.add_argument("--classify-files", type=int, default=10_000)
+    parser.add_argument("--db-url", help="a PostgreSQL server (SQLAlchemy URL): catalogs in scratch databases there")
+    parser.add_argument("--latency-only", action="store_true", help="skip query embedding and classification")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     queries = [f"{WORDS[i % 12]} {WORDS[(i * 5) % 12]} close" for i in range(20)]
@@ -163,21 +197,11 @@ def main() -> None:
         print("\n| index | query (embedding cached) | p50 ms | p99 ms |")
         print("|---|---|---|---|")
         for name, policy in (("exact", IndexPolicy(exact_max_bytes=1 << 62)), ("chosen", None)):
-            catalog = build(Path(tmp) / name, args.files, policy=policy)
-            label = f"{catalog.index.kind} ({catalog.index.count()} segments)"
-            engine = Engine(catalog, RandomTextEncoder(catalog.index.count()))  # type: ignore[arg-type]
-            for case, kwargs in cases:
-                for q in queries:
-                    engine.search(q, 20, **kwargs)  # warm: embeddings cached
-                runs = [partial(engine.search, q, 20, **kwargs) for q in queries]
-                print(f"| {label} | {case} | {p50_p99(runs)} |")
-            if name == "exact":
-                seg_ids, owners = catalog.segment_owners()
-                vectors = catalog.vectors(seg_ids)
-                qv = [engine._text_vector(parse_text(q)) for q in queries]
-                runs = [partial(naive_search, vectors, owners, v, 20) for v in qv]
-                print(f"| numpy, every segment scored and sorted (naive) | vector, k=20 | {p50_p99(runs)} |")
-            catalog.close()
+            with database(args.db_url) as db_url:
+                catalog = build(Path(tmp) / name, args.files, policy=policy, db_url=db_url)
+                latency(catalog, name, queries, cases)
+        if args.latency_only:
+            return
 
         from transformers import ClapConfig, ClapModel
 

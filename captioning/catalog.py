@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import select, update
 
-from captioning.captioner import Captioner
 from indexer.catalog import Catalog, FileStatus
 from indexer.errors import SoundsearchError
 from indexer.schema import FileRow
@@ -15,9 +16,15 @@ from indexer.schema import FileRow
 log = logging.getLogger(__name__)
 
 
+class FileCaptioner(Protocol):
+    """What captions files: the shipped `captioning.captioner.Captioner`, or a model plugged into the server."""
+
+    def caption(self, path: Path) -> str: ...
+
+
 def caption_catalog_files(
     catalog: Catalog,
-    captioner: Captioner,
+    captioner: FileCaptioner,
     file_ids: Sequence[int] | None = None,
     *,
     overwrite: bool = True,
@@ -38,7 +45,7 @@ def caption_catalog_files(
     pending: dict[int, str] = {}
     for fid, path in rows:
         try:
-            caption: str | None = captioner.caption(path)
+            caption: str | None = captioner.caption(Path(path))
         except SoundsearchError as exc:
             log.warning("no caption for %s: %s", path, exc)
             caption = None

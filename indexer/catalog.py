@@ -15,6 +15,7 @@ Storage failures reach the user as one sentence: a damaged database (`CatalogDam
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import threading
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import platformdirs
-from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, select
+from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -58,6 +59,8 @@ INDEX_NAME = "vectors.faiss"
 # Bumped whenever decoding/windowing changes embeddings, so old catalogs are not silently mixed.
 PREPROCESSING_VERSION = "1"
 SEGMENT_CACHE_SIZE = 500_000
+# PostgreSQL advisory lock key of an indexing run (any bigint; advisory locks are scoped to one database).
+RUN_LOCK_KEY = 0x736F756E64  # "sound"
 
 
 class CatalogError(SoundsearchError):
@@ -274,6 +277,35 @@ class Catalog:
         # A CatalogSession: its commit moves the generation when files, segments or tags changed.
         with generation.CatalogSession(self.engine, expire_on_commit=False) as session, session.begin():
             yield session
+
+    @contextmanager
+    def run_lock(self) -> Iterator[None]:
+        """One indexing run (index or reindex) per catalog at a time, across processes; a second is refused.
+
+        SQLite: a lock file in the home folder. PostgreSQL: an advisory lock in the database, since
+        indexers on other machines share the database but not a home folder. The lock is held by a
+        connection of its own, outside any transaction, and ends with it if the process dies.
+        """
+        if self.engine.dialect.name != "postgresql":
+            with open(self.home / "index.lock", "w") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise CatalogError(f"another indexing run is using the catalog in {self.home}") from None
+                yield
+            return
+        with self.engine.connect() as conn:
+            took = conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": RUN_LOCK_KEY})
+            conn.commit()
+            if not took:
+                raise CatalogError(
+                    f"another indexing run is using the catalog database {_describe_database(self.engine)}"
+                )
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RUN_LOCK_KEY})
+                conn.commit()
 
     # --- model binding -----------------------------------------------------------------------------
 

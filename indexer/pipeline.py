@@ -15,14 +15,12 @@
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -138,7 +136,7 @@ def index_paths(
     executor: Executor | None = None,
 ) -> IndexSummary:
     """Bring the catalog up to date with the audio files under `roots`."""
-    with run_lock(catalog.home):
+    with catalog.run_lock():
         return index_locked(catalog, encoder, roots, options=options, progress=progress, executor=executor)
 
 
@@ -177,17 +175,6 @@ def _check_root(root: str | Path) -> Path | str:
     if not p.is_dir():
         raise CatalogError(f"{p}: not a folder (index takes library folders)")
     return p
-
-
-@contextmanager
-def run_lock(home: Path) -> Iterator[None]:
-    """One indexing run (index or reindex) per catalog at a time, across processes."""
-    with open(home / "index.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CatalogError(f"another indexing run is using the catalog in {home}") from None
-        yield
 
 
 def file_hash(path: str) -> str:

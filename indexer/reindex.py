@@ -45,7 +45,6 @@ from indexer.pipeline import (
     LocalExecutor,
     Progress,
     index_locked,
-    run_lock,
 )
 from indexer.scan import FoundFile
 from indexer.schema import FileRow, Root, SegmentRow, Setting, StagedFile, StagedSegment
@@ -66,7 +65,7 @@ def reindex(
         encoder.model_id, encoder.dim, encoder.window_seconds, encoder.window_seconds / 2, PREPROCESSING_VERSION
     )
     summary = IndexSummary()
-    with run_lock(catalog.home):
+    with catalog.run_lock():
         if not _start_or_resume(catalog, target):
             jobs = _unstaged(catalog, summary)
             spec = WindowSpec(target.window_s, target.hop_s)

@@ -33,7 +33,13 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
     if filters.folder:
         folder = filters.folder.rstrip("/")
         prefix = str(Path(folder).expanduser().absolute())
-        out.append(or_(FileRow.path.startswith(prefix + "/"), FileRow.path.contains(f"/{folder}/")))
+        # Case-insensitive as SQLite's LIKE always was, on every database; "_" and "%" are literal.
+        out.append(
+            or_(
+                FileRow.path.istartswith(prefix + "/", autoescape=True),
+                FileRow.path.icontains(f"/{folder}/", autoescape=True),
+            )
+        )
     if filters.formats:
         exts = [f.lower().lstrip(".") for f in filters.formats]
         out.append(

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,60 @@ import pytest
 # Tests never reach a model hub: loading code must work from local files alone.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+# A PostgreSQL server for the catalog tests (`.ci/with-postgres` starts a throwaway one and sets it):
+# the URL of a database the tests may create databases from, e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres.
+PG_URL_ENV = "SOUNDSEARCH_TEST_PG_URL"
+
+
+def pg_server_url() -> str:
+    """The test server's URL; skips the test without one, except under CI, where PostgreSQL is part of the suite."""
+    url = os.environ.get(PG_URL_ENV)
+    if url:
+        return url
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true but {PG_URL_ENV} is not set: run the suite under .ci/with-postgres")
+    pytest.skip(f"no PostgreSQL server: set {PG_URL_ENV} (.ci/with-postgres make test starts one)")
+
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database (its URL) on the test server, dropped afterwards."""
+    from benchmarks._common import scratch_database
+
+    with scratch_database(pg_server_url()) as url:
+        yield url
+
+
+@pytest.fixture()
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database for this test alone."""
+    with pg_database() as url:
+        yield url
+
+
+DIALECTS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=DIALECTS)
+def db_url(request: pytest.FixtureRequest) -> str | None:
+    """The catalog database a test runs on: SQLite in the catalog's home folder (None, the default), then a
+    PostgreSQL database of its own. Tests taking it run on both and must give the same results."""
+    if request.param == "sqlite":
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture(scope="module", params=DIALECTS)
+def module_db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """`db_url` for a module's shared catalog: the module's tests run once per database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    with pg_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ advance: a whistle is band 6, "whistle" in a query means band 6.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import tempfile
 import time
@@ -45,8 +44,8 @@ def build_library(root: Path) -> Path:
     return root
 
 
-def build_catalog(home: Path, library: Path) -> None:
-    with Catalog.open(home) as catalog:
+def build_catalog(home: Path, library: Path, db_url: str | None) -> None:
+    with Catalog.open(home, db_url=db_url) as catalog:
         summary = index_paths(catalog, PlantedEncoder(), [library])
         assert summary.added == 8 and summary.failed == 0
 
@@ -66,25 +65,25 @@ class FakeCaptioner:
 
 
 @pytest.fixture(scope="module")
-def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def paths(tmp_path_factory: pytest.TempPathFactory, module_db_url: str | None) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("api")
     library = build_library(base / "roots" / "lib")
-    build_catalog(base / "home", library)
+    build_catalog(base / "home", library, module_db_url)
     outside = base / "outside"
     outside.mkdir()
     (base / "roots" / "escape").symlink_to(outside)  # a symlink inside the root that leads out of it
     return {"base": base, "library": library, "home": base / "home", "roots": base / "roots", "outside": outside}
 
 
-def make_app(paths: dict[str, Path], **settings: Any) -> FastAPI:
+def make_app(paths: dict[str, Path], db_url: str | None, **settings: Any) -> FastAPI:
     captioner = settings.pop("captioner", None)
-    values: dict[str, Any] = {"home": paths["home"], "max_upload_mb": 0.5, **settings}
+    values: dict[str, Any] = {"home": paths["home"], "db_url": db_url, "max_upload_mb": 0.5, **settings}
     return create_app(Settings(**values), encoder=PlantedEncoder(), captioner=captioner)
 
 
 @pytest.fixture(scope="module")
-def client(paths: dict[str, Path]) -> Iterator[TestClient]:
-    with TestClient(make_app(paths, library_roots=[paths["roots"]])) as c:
+def client(paths: dict[str, Path], module_db_url: str | None) -> Iterator[TestClient]:
+    with TestClient(make_app(paths, module_db_url, library_roots=[paths["roots"]])) as c:
         yield c
 
 
@@ -326,8 +325,10 @@ def test_caption_without_a_model_is_503(client: TestClient, upload_dir: Path) ->
     assert list(upload_dir.iterdir()) == []
 
 
-def test_caption_with_a_plugged_in_captioner(paths: dict[str, Path], upload_dir: Path) -> None:
-    with TestClient(make_app(paths, captioner=FakeCaptioner())) as c:
+def test_caption_with_a_plugged_in_captioner(
+    paths: dict[str, Path], module_db_url: str | None, upload_dir: Path
+) -> None:
+    with TestClient(make_app(paths, module_db_url, captioner=FakeCaptioner())) as c:
         assert c.get("/api/status").json()["captioning"] is True
         r = c.post("/api/caption", files={"file": ("w.wav", wav_bytes(tone(6, 3.0)))})
         assert r.status_code == 200 and r.json() == {"caption": "a 3 second sound"}
@@ -382,13 +383,15 @@ def test_index_refuses_paths_outside_the_roots(client: TestClient, paths: dict[s
     assert client.post("/api/index", json={"paths": []}).status_code == 422
 
 
-def test_index_without_roots_is_forbidden(paths: dict[str, Path]) -> None:
-    with TestClient(make_app(paths)) as c:
+def test_index_without_roots_is_forbidden(paths: dict[str, Path], module_db_url: str | None) -> None:
+    with TestClient(make_app(paths, module_db_url)) as c:
         r = c.post("/api/index", json={"paths": [str(paths["library"])]})
         assert r.status_code == 403 and "no library roots are configured" in r.json()["detail"]
 
 
-def test_one_job_at_a_time_and_a_busy_catalog(client: TestClient, paths: dict[str, Path]) -> None:
+def test_one_job_at_a_time_and_a_busy_catalog(
+    client: TestClient, paths: dict[str, Path], module_db_url: str | None
+) -> None:
     folder = paths["roots"] / "busy"
     write(folder / "a.wav", tone(3, 1.0))
     services = client.app.state.services  # type: ignore[attr-defined]
@@ -400,14 +403,14 @@ def test_one_job_at_a_time_and_a_busy_catalog(client: TestClient, paths: dict[st
     assert wait_for(client, first.json()["id"])["state"] == "done"
 
     write(folder / "b.wav", tone(3, 2.0))
-    with open(paths["home"] / "index.lock", "w") as lock:  # as a CLI run in another process would
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    # Another handle's lock: the lock file's or the database's, as a CLI run in another process holds it.
+    with Catalog.open(paths["home"], db_url=module_db_url) as other, other.run_lock():
         job = wait_for(client, client.post("/api/index", json={"paths": [str(folder)]}).json()["id"])
     assert job["state"] == "failed" and "another indexing run" in job["error"]
 
 
-def test_api_key_guards_mutating_endpoints(paths: dict[str, Path]) -> None:
-    with TestClient(make_app(paths, api_key="s3cret", library_roots=[paths["roots"]])) as c:
+def test_api_key_guards_mutating_endpoints(paths: dict[str, Path], module_db_url: str | None) -> None:
+    with TestClient(make_app(paths, module_db_url, api_key="s3cret", library_roots=[paths["roots"]])) as c:
         write(paths["roots"] / "keyed" / "k.wav", tone(7, 1.0))
         body = {"paths": [str(paths["roots"] / "keyed")]}
         missing = c.post("/api/index", json=body)
@@ -432,8 +435,8 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.max_upload_bytes == 2_000_000 and s.host == "127.0.0.1"
 
 
-def test_cors_origins(paths: dict[str, Path]) -> None:
-    with TestClient(make_app(paths, cors_origins=["http://studio.test"])) as c:
+def test_cors_origins(paths: dict[str, Path], module_db_url: str | None) -> None:
+    with TestClient(make_app(paths, module_db_url, cors_origins=["http://studio.test"])) as c:
         r = c.get("/healthz", headers={"Origin": "http://studio.test"})
         assert r.headers["access-control-allow-origin"] == "http://studio.test"
         assert "access-control-allow-origin" not in c.get("/healthz", headers={"Origin": "http://evil.test"}).headers
@@ -465,3 +468,17 @@ def test_serve_command_refuses_a_public_address(tmp_path: Path, capsys: pytest.C
 
     assert main(["serve", "--host", "0.0.0.0", "--home", str(tmp_path)]) == 2
     assert "refusing to listen on 0.0.0.0 without an API key" in capsys.readouterr().err
+
+
+def test_index_job_captions_new_files_when_asked(paths: dict[str, Path], module_db_url: str | None) -> None:
+    folder = paths["roots"] / "captioned"
+    write(folder / "Long_Drone.wav", tone(1, 4.0))
+    body = {"paths": [str(folder)], "caption": True}
+    with TestClient(make_app(paths, module_db_url, library_roots=[paths["roots"]])) as c:
+        refused = c.post("/api/index", json=body)
+        assert refused.status_code == 503 and "captioning" in refused.json()["detail"]
+    with TestClient(make_app(paths, module_db_url, library_roots=[paths["roots"]], captioner=FakeCaptioner())) as c:
+        job = wait_for(c, c.post("/api/index", json=body).json()["id"])
+        assert job["state"] == "done" and job["summary"]["captioned"] == 1, job
+        hits = c.get("/api/search", params={"q": "second sound", "mode": "text"}).json()["hits"]
+        assert [(h["name"], h["caption"]) for h in hits] == [("Long_Drone.wav", "a 4 second sound")]

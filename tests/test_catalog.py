@@ -68,8 +68,8 @@ def test_newer_schema_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         Catalog.open(tmp_path)
 
 
-def test_model_binding_is_checked(tmp_path: Path) -> None:
-    with Catalog.open(tmp_path) as catalog:
+def test_model_binding_is_checked(tmp_path: Path, db_url: str | None) -> None:
+    with Catalog.open(tmp_path, db_url=db_url) as catalog:
         catalog.bind_model("model-a", 8, 10.0, 5.0)
         catalog.bind_model("model-a", 8, 10.0, 5.0)
         with pytest.raises(CatalogError, match="model-a"):
@@ -96,11 +96,11 @@ def test_flat_index_contract(tmp_path: Path) -> None:
         index.add(np.array([1]), vecs[:2])
 
 
-def test_corrupt_index_file_is_rebuilt_from_the_database(tmp_path: Path) -> None:
+def test_corrupt_index_file_is_rebuilt_from_the_database(tmp_path: Path, db_url: str | None) -> None:
     from indexer.catalog import vector_to_bytes
     from indexer.schema import FileRow, Root, SegmentRow
 
-    with Catalog.open(tmp_path) as catalog:
+    with Catalog.open(tmp_path, db_url=db_url) as catalog:
         catalog.bind_model("m", 4, 10.0, 5.0)
         with catalog.session() as s:
             root = Root(path="/lib")
@@ -112,7 +112,7 @@ def test_corrupt_index_file_is_rebuilt_from_the_database(tmp_path: Path) -> None
             s.add(SegmentRow(file_id=f.id, start_s=0, end_s=1, vector=vector_to_bytes(np.ones(4) / 2)))
         catalog.save_index()
     (tmp_path / "vectors.faiss").write_bytes(b"garbage")
-    with Catalog.open(tmp_path) as catalog:
+    with Catalog.open(tmp_path, db_url=db_url) as catalog:
         assert catalog.index.count() == 1
         hits = catalog.search_vectors(np.ones(4, dtype=np.float32) / 2, 5)
         assert len(hits) == 1 and hits[0][1] == pytest.approx(1.0)

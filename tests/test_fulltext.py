@@ -78,9 +78,9 @@ def test_large_random_corpus_top_k_matches_reference() -> None:
     assert [fid for fid, _ in index.search("w001x w02", 25)] == top
 
 
-def test_another_handles_writes_are_seen_after_a_refresh(tmp_path: Path) -> None:
+def test_another_handles_writes_are_seen_after_a_refresh(tmp_path: Path, db_url: str | None) -> None:
     """Writers never mark anything themselves: committing files, captions or tags moves the generation."""
-    with Catalog.open(tmp_path) as reader, Catalog.open(tmp_path) as writer:
+    with Catalog.open(tmp_path, db_url=db_url) as reader, Catalog.open(tmp_path, db_url=db_url) as writer:
         with writer.session() as s:
             s.add(Root(id=1, path="/lib"))
             s.flush()
@@ -97,8 +97,8 @@ def test_another_handles_writes_are_seen_after_a_refresh(tmp_path: Path) -> None
         assert not reader.refresh() and reader.text is index  # nothing changed: no rebuild
 
 
-def test_generation_moves_with_data_commits_only(tmp_path: Path) -> None:
-    with Catalog.open(tmp_path) as catalog:
+def test_generation_moves_with_data_commits_only(tmp_path: Path, db_url: str | None) -> None:
+    with Catalog.open(tmp_path, db_url=db_url) as catalog:
 
         def now() -> int:
             with catalog.engine.connect() as conn:

@@ -71,7 +71,7 @@ def snapshot(catalog: Catalog) -> dict[tuple[str, float, float], np.ndarray]:
 def assert_index_agrees(catalog: Catalog) -> None:
     db_ids = sorted(s.id for s in catalog.segments())
     assert sorted(catalog.index.ids().tolist()) == db_ids
-    reopened = Catalog.open(catalog.home, writable=False)
+    reopened = Catalog.open(catalog.home, db_url=catalog.database_url, writable=False)
     assert sorted(reopened.index.ids().tolist()) == db_ids
     if db_ids:
         stored = reopened.vectors(db_ids)
@@ -80,10 +80,10 @@ def assert_index_agrees(catalog: Catalog) -> None:
     reopened.close()
 
 
-def test_incremental_lifecycle(tmp_path: Path, library: Path, encoder: Encoder) -> None:
+def test_incremental_lifecycle(tmp_path: Path, library: Path, encoder: Encoder, db_url: str | None) -> None:
     lib = tmp_path / "lib"
     shutil.copytree(library, lib)
-    with Catalog.open(tmp_path / "home") as catalog:
+    with Catalog.open(tmp_path / "home", db_url=db_url) as catalog:
         first = index_paths(catalog, encoder, [lib])
         assert (first.added, first.failed) == (N_GOOD, N_BROKEN)
         assert first.segments == len(catalog.segments()) > N_GOOD  # long files have several windows
@@ -182,6 +182,10 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "api.cli", *args]
 
 
+def _db_args(db_url: str | None) -> list[str]:
+    return ["--db-url", db_url] if db_url else []
+
+
 def _files_committed(db: Path) -> int:
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
@@ -230,13 +234,17 @@ def test_sigkill_then_resume_equals_clean_build(
         np.testing.assert_allclose(got[key], vec, atol=1e-5)
 
 
-def test_reader_sees_consistent_results_while_indexer_writes(tmp_path: Path, library: Path) -> None:
+def test_reader_sees_consistent_results_while_indexer_writes(tmp_path: Path, library: Path, db_url: str | None) -> None:
     home = tmp_path / "home"
-    index_cmd = _cli("index", str(library), "--home", str(home), "--model", "tiny-random", "--commit-every", "3")
+    index_cmd = _cli(
+        "index", str(library), "--home", str(home), "--model", "tiny-random", "--commit-every", "3", *_db_args(db_url)
+    )
     proc = subprocess.Popen(index_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    while not (home / "catalog.db").exists() and proc.poll() is None:
+    # SQLite: the reader must not create the file first (the catalog's home is the indexer's to make);
+    # PostgreSQL: the reader opens at once, racing the indexer's CREATE TABLEs.
+    while db_url is None and not (home / "catalog.db").exists() and proc.poll() is None:
         time.sleep(0.01)
-    reader = Catalog.open(home, writable=False)
+    reader = Catalog.open(home, db_url=db_url, writable=False)
     gen = np.random.default_rng(0)
     searches, nonempty = 0, 0
     while proc.poll() is None or searches == 0:
@@ -256,11 +264,22 @@ def test_reader_sees_consistent_results_while_indexer_writes(tmp_path: Path, lib
     reader.close()
 
 
-def test_cli_index_json_and_status(tmp_path: Path, library: Path) -> None:
+def test_cli_index_json_and_status(tmp_path: Path, library: Path, db_url: str | None) -> None:
     home = tmp_path / "home"
     out = subprocess.run(
         # the GPU's decoding setup, asked for on the CPU: the CLI runs under spawned decoder processes
-        _cli("index", str(library), "--home", str(home), "--model", "tiny-random", "--decoders", "processes", "--json"),
+        _cli(
+            "index",
+            str(library),
+            "--home",
+            str(home),
+            "--model",
+            "tiny-random",
+            "--decoders",
+            "processes",
+            "--json",
+            *_db_args(db_url),
+        ),
         capture_output=True,
         text=True,
         check=True,
@@ -270,7 +289,10 @@ def test_cli_index_json_and_status(tmp_path: Path, library: Path) -> None:
     assert (summary["added"], summary["failed"]) == (N_GOOD, N_BROKEN)
     status = json.loads(
         subprocess.run(
-            _cli("status", "--home", str(home), "--json", "--failed"), capture_output=True, text=True, check=True
+            _cli("status", "--home", str(home), "--json", "--failed", *_db_args(db_url)),
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     )
     assert (status["files"], status["failed"], status["model"]) == (N_GOOD, N_BROKEN, "tiny-random")

@@ -43,8 +43,8 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory, library: Path) -> Engine:
-    catalog = Catalog.open(tmp_path_factory.mktemp("home"))
+def engine(tmp_path_factory: pytest.TempPathFactory, library: Path, module_db_url: str | None) -> Engine:
+    catalog = Catalog.open(tmp_path_factory.mktemp("home"), db_url=module_db_url)
     encoder = PlantedEncoder()
     index_paths(catalog, encoder, [library])
     return Engine(catalog, encoder)
@@ -168,7 +168,9 @@ def test_zero_shot_single_and_multi_label(engine: Engine, library: Path) -> None
 
 
 def test_library_classification_uses_stored_vectors_and_saves_tags(engine: Engine, tmp_path: Path) -> None:
-    catalog = Catalog.open(engine.catalog.home)  # writable handle on the same catalog
+    catalog = Catalog.open(
+        engine.catalog.home, db_url=engine.catalog.database_url
+    )  # writable handle on the same catalog
     classifier = ZeroShotClassifier(engine.encoder, ["whistle", "chime", "hum"])
     results = classify_library(catalog, classifier)
     assert len(results) == len(catalog.files(status="ok"))

@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fastapi.testclient import TestClient
 
+from api.app import create_app
 from api.cli import main
+from api.settings import Settings
 from indexer.catalog import Catalog
 from indexer.pipeline import index_paths
 from search.engine import Engine
@@ -35,6 +38,7 @@ from search.tagger_data import Bags, LabelledPaths, load_bags, read_labels_csv, 
 from search.tagger_model import calibrate_thresholds, split_validation
 from search.zeroshot import ZeroShotClassifier
 from tests.planted import PlantedEncoder, noise, tone, write
+from tests.test_api import wait_for
 
 # Label names are words of the planted text tower, so zero-shot classification knows them too.
 BANDS = {"bird": 5, "hiss": 7, "hum": 1, "voice": 3}
@@ -304,15 +308,10 @@ def _labels_of(f: Path) -> str:
     return f.parent.name if f.parent.parent.name == "train" else ";".join(f.stem.split("_")[0].split("+"))
 
 
-def test_enabled_taggers_tag_new_files_at_index_time(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    lib, home = tmp_path / "lib", tmp_path / "home"
+def _catalog_with_taggers(lib: Path, home: Path, db_url: str | None) -> None:
+    """A catalog of `lib` with three taggers saved: "on" (enabled), "off", and "foreign" (enabled, another model)."""
     _write_library(lib, train=3, test=0)
-    with Catalog.open(home) as catalog:
+    with Catalog.open(home, db_url=db_url) as catalog:
         index_paths(catalog, PlantedEncoder(), [lib])
         labelled = LabelledPaths(
             "x", tuple((f.path, (f.path.parent.name,)) for f in catalog.files() if "train" in str(f.path))
@@ -321,18 +320,52 @@ def test_enabled_taggers_tag_new_files_at_index_time(
         save_tagger(catalog, tagger, enabled=True)
         save_tagger(catalog, Tagger(tagger.head, replace(tagger.info, name="off")))
         save_tagger(catalog, Tagger(tagger.head, replace(tagger.info, name="foreign", model_id="x")), enabled=True)
-
     write(lib / "new" / "fresh.wav", _clip(BANDS["voice"], 7))
-    _planted_encoder(monkeypatch)
-    with caplog.at_level(logging.WARNING):
-        assert main(["index", str(lib), "--home", str(home), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["added"] == 1
-    assert "tagger foreign skipped" in caplog.text
 
-    with Catalog.open(home) as catalog:
+
+def _assert_only_the_new_file_is_tagged(home: Path, db_url: str | None) -> None:
+    with Catalog.open(home, db_url=db_url) as catalog:
         tagged = Engine(catalog, PlantedEncoder()).search("voice", k=50, filters=Filters(tags=("voice",)))
         assert [(h.path.name, h.tags) for h in tagged] == [("fresh.wav", ("voice",))]  # the new file, by "on" only
         assert apply_enabled_taggers(catalog, []) == {}
+
+
+def test_enabled_taggers_tag_new_files_at_index_time(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+    db_url: str | None,
+) -> None:
+    lib, home = tmp_path / "lib", tmp_path / "home"
+    _catalog_with_taggers(lib, home, db_url)
+    _planted_encoder(monkeypatch)
+    with caplog.at_level(logging.WARNING):
+        assert main(["index", str(lib), "--home", str(home), "--json", *(["--db-url", db_url] if db_url else [])]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["added"], out["tagged"], out["captioned"]) == (1, {"on": 1}, 0)
+    assert "tagger foreign skipped" in caplog.text
+    _assert_only_the_new_file_is_tagged(home, db_url)
+
+
+def test_files_indexed_over_http_are_tagged_by_the_enabled_taggers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, db_url: str | None
+) -> None:
+    """The server's indexing job runs what `soundsearch index` runs (search.indexing)."""
+    lib, home = tmp_path / "lib", tmp_path / "home"
+    _catalog_with_taggers(lib, home, db_url)
+    app = create_app(Settings(home=home, db_url=db_url, library_roots=[lib]), encoder=PlantedEncoder())
+    with TestClient(app) as client, caplog.at_level(logging.WARNING):
+        started = client.post("/api/index", json={"paths": [str(lib / "new")]})
+        assert started.status_code == 202, started.text
+        job = wait_for(client, started.json()["id"])
+        assert job["state"] == "done", job
+        assert (job["summary"]["added"], job["summary"]["tagged"]) == (1, {"on": 1})
+        assert job["stage"] == "planning the vector index"
+        hits = client.get("/api/search", params={"q": "voice", "tag": "voice"}).json()["hits"]
+        assert [(h["name"], h["tags"]) for h in hits] == [("fresh.wav", ["voice"])]  # served at once
+    assert "tagger foreign skipped" in caplog.text
+    _assert_only_the_new_file_is_tagged(home, db_url)
 
 
 def test_threshold_calibration_and_splits() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from indexer.catalog import Catalog
-from indexer.pipeline import Progress
+from search.indexing import RunProgress
 
 
 def add_catalog_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
@@ -42,7 +42,7 @@ def print_json(payload: Any) -> None:
     sys.stdout.write("\n")
 
 
-class TqdmProgress(Progress):
+class TqdmProgress(RunProgress):
     """Files, audio hours and ETA on a terminal; silent when stderr is not one."""
 
     def __init__(self, enabled: bool = True) -> None:

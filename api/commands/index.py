@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from api.commands.common import TqdmProgress, add_catalog_options, open_catalog, print_json
@@ -10,6 +11,8 @@ from indexer.errors import SoundsearchError
 from indexer.fsnames import display
 
 if TYPE_CHECKING:
+    from captioning.catalog import FileCaptioner
+    from indexer.encoders.base import Encoder
     from indexer.pipeline import Executor
 
 
@@ -114,15 +117,14 @@ def _apply_budget(catalog: Any, args: argparse.Namespace) -> None:
 
 
 def run_index(args: argparse.Namespace) -> int:
-    from indexer.index_choice import maybe_rebuild
-    from indexer.pipeline import IndexOptions, index_paths
-    from search.tagger import apply_enabled_taggers
+    from indexer.pipeline import IndexOptions
+    from search.indexing import index_library
 
     executor = _executor(args)
     with open_catalog(args) as catalog:
         encoder = catalog.load_encoder(args.model, args.device)
         _apply_budget(catalog, args)
-        summary = index_paths(
+        result = index_library(
             catalog,
             encoder,
             args.paths,
@@ -134,22 +136,12 @@ def run_index(args: argparse.Namespace) -> int:
             ),
             progress=TqdmProgress(enabled=not args.json),
             executor=executor,
+            captioner=partial(_captioner, encoder) if args.caption else None,
         )
-        apply_enabled_taggers(catalog, summary.changed_file_ids)
-        if args.caption and summary.changed_file_ids:
-            from captioning.captioner import load_captioner
-            from captioning.catalog import caption_catalog_files
-
-            try:
-                captioner = load_captioner(encoder=encoder)
-            except SoundsearchError:
-                captioner = load_captioner()  # trained on another encoder: it brings its own
-            caption_catalog_files(catalog, captioner, summary.changed_file_ids)
-        maybe_rebuild(catalog)  # a new budget (or size) may call for another index type
     if args.json:
-        print_json(summary.to_dict())
+        print_json(result.to_dict())
     else:
-        _print_summary(summary.to_dict())
+        _print_summary(result.to_dict())
     return 0
 
 
@@ -164,6 +156,15 @@ def _executor(args: argparse.Namespace) -> Executor | None:
     from indexer.ray_engine import RayExecutor
 
     return RayExecutor(address=args.ray_address, actors=args.ray_actors)
+
+
+def _captioner(encoder: Encoder) -> FileCaptioner:
+    from captioning.captioner import load_captioner
+
+    try:
+        return load_captioner(encoder=encoder)
+    except SoundsearchError:
+        return load_captioner()  # trained on another encoder: it brings its own
 
 
 def run_reindex(args: argparse.Namespace) -> int:

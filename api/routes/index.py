@@ -19,12 +19,17 @@ router = APIRouter(prefix="/api", tags=["index"])
 
 
 @router.post(
-    "/index", status_code=202, response_model=JobOut, dependencies=[ApiKeyDep], responses=responses(401, 403, 404, 409)
+    "/index",
+    status_code=202,
+    response_model=JobOut,
+    dependencies=[ApiKeyDep],
+    responses=responses(401, 403, 404, 409, 503),
 )
 def start_index(services: ServicesDep, settings: SettingsDep, request: IndexRequest) -> JobOut:
     """Start indexing folders under the configured library roots; poll the job for progress."""
     folders = [allowed_folder(raw, settings) for raw in request.paths]
-    return job_out(services.jobs.start(folders))
+    captioner = services.require_captioner() if request.caption else None
+    return job_out(services.jobs.start(folders, captioner))
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=responses(404))
@@ -64,6 +69,7 @@ def job_out(job: Job) -> JobOut:
     return JobOut(
         id=job.id,
         state=job.state,  # type: ignore[arg-type]
+        stage=job.stage,
         paths=job.paths,
         files_total=job.files_total,
         files_done=job.files_done,
