@@ -31,7 +31,7 @@ EXAMPLES_PER_OPERATION = 10
 def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Any:
     base = tmp_path_factory.mktemp("fuzz")
     library = build_library(base / "roots" / "lib")
-    build_catalog(base / "home", library)
+    build_catalog(base / "home", library, None)
     app = create_app(
         Settings(home=base / "home", library_roots=[base / "roots"], max_upload_mb=0.2),
         encoder=PlantedEncoder(),

@@ -64,7 +64,7 @@ def free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("browser")
     library = build_library(base / "lib")
-    build_catalog(base / "home", library)
+    build_catalog(base / "home", library, None)
     with Catalog.open(base / "home") as catalog:  # tags and captions, as tagging and captioning would leave
         by_name = {f.path.name: f.id for f in catalog.files()}
         tags = {by_name["take_001.wav"]: [("whistle", 0.9)], by_name["chord.wav"]: [("bell", 0.8)]}

@@ -99,7 +99,8 @@ def test_an_s3_prefix_indexes_like_the_same_files_on_disk_and_plays_through_a_pr
     # Roots come back from the catalog for a reindex: still the bucket's URL.
     assert main(["reindex", "--model", MODEL, "--home", str(tmp_path / "s3"), "--json"]) == 0
     rebuilt = json.loads(capsys.readouterr().out)
-    assert (rebuilt["updated"], rebuilt["failed"], rebuilt["removed"]) == (5, 1, 0)
+    # The broken object failed on bytes that were read: another model cannot decode it either, so it is not retried.
+    assert (rebuilt["updated"], rebuilt["failed"], rebuilt["removed"]) == (5, 0, 0)
 
     with Catalog.open(tmp_path / "s3", writable=False) as catalog:
         paths = catalog.paths([f.id for f in catalog.files()])

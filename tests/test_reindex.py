@@ -49,13 +49,13 @@ def die(*_args, **_kwargs):
 
 point, argv = sys.argv[1], sys.argv[2:]
 if point.startswith("staged-"):
-    limit, commit, calls = int(point.split("-")[1]), reindex._StagingRun._commit, []
+    limit, commit, calls = int(point.split("-")[1]), reindex._StagingWriter.commit, []
     def commit_then_die(self):
         commit(self)
         calls.append(1)
         if len(calls) == limit:
             die()
-    reindex._StagingRun._commit = commit_then_die
+    reindex._StagingWriter.commit = commit_then_die
 elif point == "in-swap":  # inside the swap's transaction, its writes flushed but not committed
     write = reindex.write_binding
     def write_then_die(session, binding):

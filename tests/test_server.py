@@ -75,7 +75,7 @@ def names(hits: Sequence[dict[str, Any]]) -> set[str]:
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FastAPI]]:
     base = tmp_path_factory.mktemp("server")
-    build_catalog(base / "home", build_library(base / "lib"))
+    build_catalog(base / "home", build_library(base / "lib"), None)
     settings = Settings(home=base / "home", max_upload_seconds=60, **FAST_DEADLINES)
     app = create_app(settings, encoder=PlantedEncoder())
     with serving(app, settings) as url:
@@ -140,7 +140,7 @@ class FailingEncoder(PlantedEncoder):
 
 def test_a_failed_job_leaves_the_server_on_what_the_database_holds(tmp_path: Path) -> None:
     home, roots = tmp_path / "home", tmp_path / "roots"
-    build_catalog(home, build_library(roots / "lib"))
+    build_catalog(home, build_library(roots / "lib"), None)
     for i in range(80):  # one window each: batches of 8, a commit after 64 files, a failure at the 10th batch
         write(roots / "many" / f"Quokka_Call_{i:02d}.wav", tone(3, 0.2 + i / 1000))
     app = create_app(Settings(home=home, library_roots=[roots]), encoder=FailingEncoder(fail_at=10))
