@@ -1,8 +1,9 @@
-"""Train the shipped `mini@3` (the recipe behind its model card).
+"""Train the shipped `mini@4` (the recipe behind its model card).
 
-mini@3 = the frozen aiSFX CNN (pretrained on commercial sound-effects libraries) + the frozen mini@2 CNN,
-their window features mapped by a trained head into the joint space of the frozen MiniLM text tower
-(whose projection is trained too). Training data: the synthetic library (seed 0, its captions and
+mini@4 = mini@3's recipe with the aiSFX front end matched to the original code: the frozen aiSFX CNN
+(pretrained on commercial sound-effects libraries) + the frozen mini@2 CNN, their window features
+mapped by a trained head into the joint space of the frozen MiniLM text tower (whose projection is
+trained too). Training data: the synthetic library (seed 0, its captions and
 class keywords) and the real recorded sounds of the train/dev packages (`training.real_sounds`) with weak
 captions from their own metadata (`training.data.load_pairs(..., captions_from_metadata=True)`).
 Tower features are computed once per clip into a cache; epochs then only run the head (seconds each).
@@ -38,7 +39,7 @@ def initial_model(aisfx_checkpoint: Path, cnn_from: Path) -> MiniClap:
     cnn = load_mini(cnn_from, device="cpu").model
     settings = cnn.cfg.to_json()
     settings.update(
-        sample_rate=SAMPLE_RATE, cnn_rate=cnn.cfg.cnn_sr, audio_tower="aisfx+cnn", model_id="mini@3", card={}
+        sample_rate=SAMPLE_RATE, cnn_rate=cnn.cfg.cnn_sr, audio_tower="aisfx+cnn", model_id="mini@4", card={}
     )
     model = MiniClap(MiniConfig.from_json(settings))
     model.audio.load_state_dict(cnn.audio.state_dict())
