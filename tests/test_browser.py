@@ -10,9 +10,6 @@ from __future__ import annotations
 import base64
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,11 +21,11 @@ from api.app import create_app
 from api.settings import Settings
 from indexer.catalog import Catalog
 from indexer.schema import FileRow
+from tests.live_server import serving
 from tests.planted import PlantedEncoder, tone
 from tests.test_api import build_catalog, build_library, wav_bytes
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
-uvicorn = pytest.importorskip("uvicorn", reason="uvicorn is not installed")
 
 
 def find_chromium() -> str | None:
@@ -53,13 +50,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("browser")
@@ -75,18 +65,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 .where(FileRow.id == by_name["Street_Ambience_Long.wav"])
                 .values(caption="traffic passes on a wet street, a whistle blows")
             )
-    app = create_app(Settings(home=base / "home"), encoder=PlantedEncoder())
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    settings = Settings(home=base / "home")
+    with serving(create_app(settings, encoder=PlantedEncoder()), settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

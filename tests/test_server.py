@@ -14,11 +14,9 @@ import io
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,46 +24,20 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.server import ServerConfig
 from api.settings import Settings
 from indexer import load_encoder
 from indexer.catalog import Catalog
 from indexer.pipeline import index_paths
 from tests.conftest import tone_mix
+from tests.live_server import serving
 from tests.planted import SR, PlantedEncoder, tone, write
 from tests.test_api import build_catalog, build_library, wait_for
 
 FAST_DEADLINES: dict[str, Any] = {"header_timeout": 1.0, "keep_alive_timeout": 1, "body_timeout": 1.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@contextmanager
-def serving(app: FastAPI, settings: Settings) -> Iterator[str]:
-    """The app under uvicorn (as `soundsearch serve` runs it) on a free loopback port."""
-    config = ServerConfig(app, settings.model_copy(update={"port": free_port()}), log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def names(hits: Sequence[dict[str, Any]]) -> set[str]:
