@@ -24,10 +24,10 @@ from api.routes.system import STATIC
 from api.services import Captioner, LockedEncoder, Services
 from api.settings import Settings
 from api.uploads import BodyLimit
-from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
 from search.engine import Engine
+from storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from evaluation.synth import generate_library
     from indexer import load_encoder
-    from indexer.catalog import Catalog
     from indexer.encoders.registry import DEFAULT_MODEL
     from indexer.errors import SoundsearchError
     from indexer.pipeline import index_paths
     from search.engine import Engine
     from search.zeroshot import ZeroShotClassifier
+    from storage.catalog import Catalog
 
     t0 = time.perf_counter()
     library, home = args.dir / "library", args.dir / "catalog"

@@ -13,10 +13,10 @@ from api.errors import Forbidden, Unauthorized
 from api.schemas import FileOut, HitOut, SegmentOut
 from api.services import Services, get_services
 from api.settings import Settings, get_settings
-from indexer.catalog import FileRecord, SegmentRecord
 from indexer.fsnames import display
 from search.engine import Hit
 from search.query import Filters
+from storage.catalog import FileRecord, SegmentRecord
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
@@ -98,7 +98,7 @@ def file_out(
         format=record.format,
         status=record.status,
         error=record.error,
-        # SQLite hands back naive datetimes; the catalog writes UTC (indexer.schema.utcnow).
+        # SQLite hands back naive datetimes; the catalog writes UTC (storage.schema.utcnow).
         indexed_at=record.indexed_at if record.indexed_at.tzinfo else record.indexed_at.replace(tzinfo=UTC),
         tags=tags,
         caption=caption,

@@ -14,9 +14,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from api.schemas import Problem
-from indexer.catalog import CatalogError
 from indexer.errors import AudioDecodeError, EncoderLoadError, SoundsearchError
 from search.query import QueryError
+from storage.catalog import CatalogError
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from typing import Any
 
 from api.errors import Conflict, NotFound
 from captioning.catalog import FileCaptioner
-from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
 from search.indexing import RunProgress, index_library
+from storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
 

@@ -23,12 +23,12 @@ from api.jobs import JobRegistry
 from api.settings import Settings
 from indexer import objectstore
 from indexer.audio import probe, stream_audio
-from indexer.catalog import Catalog, FileRecord, FileStatus
 from indexer.encoders.base import Encoder
 from indexer.scan import within
 from indexer.types import FloatArray
 from search.engine import Engine
 from search.zeroshot import ZeroShotClassifier
+from storage.catalog import Catalog, FileRecord, FileStatus
 
 log = logging.getLogger(__name__)
 

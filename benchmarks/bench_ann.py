@@ -38,7 +38,8 @@ import faiss
 import numpy as np
 
 from benchmarks._common import machine, percentile_ms
-from indexer.index_choice import (
+from indexer.types import FloatArray
+from storage.index_choice import (
     ExactNeighbours,
     IndexPlan,
     IndexPolicy,
@@ -49,8 +50,7 @@ from indexer.index_choice import (
     parse_bytes,
     tune,
 )
-from indexer.types import FloatArray
-from indexer.vectors import FaissIndex, IdArray, IndexSpec, create_index
+from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index
 
 RANK = 16
 

@@ -37,13 +37,13 @@ from benchmarks._common import machine, percentile_ms
 from benchmarks.bench_ann import Mixture, clustered_vectors
 from benchmarks.bench_index import FORMATS as INDEX_FORMATS
 from benchmarks.bench_index import save_htsat_tiny
-from indexer.catalog import Catalog
 from indexer.encoders.clap import ClapEncoder
 from indexer.encoders.registry import load_encoder
-from indexer.index_choice import recall_at_k
 from indexer.pipeline import IndexOptions, index_paths
-from indexer.torch_search import TorchExactSearch
 from indexer.types import FloatArray
+from storage.catalog import Catalog
+from storage.index_choice import recall_at_k
+from storage.torch_search import TorchExactSearch
 
 FORMATS = [f for f in INDEX_FORMATS if f[0] != "mp3"]  # MP3 encoding would dominate writing 20 000 clips
 

@@ -25,10 +25,10 @@ import torch
 from benchmarks._common import machine
 from indexer import load_encoder
 from indexer.audio import load_audio
-from indexer.catalog import Catalog
 from indexer.encoders.clap import ClapEncoder
 from indexer.pipeline import IndexOptions, index_paths
 from indexer.windows import split_windows
+from storage.catalog import Catalog
 
 FORMATS = [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS"), ("mp3", "MP3", None)]
 

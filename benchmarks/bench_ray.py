@@ -23,10 +23,10 @@ from pathlib import Path
 from benchmarks._common import machine
 from benchmarks.bench_index import save_htsat_tiny, write_library
 from indexer import load_encoder
-from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
 from indexer.pipeline import Executor, index_paths
 from indexer.ray_engine import RayExecutor, import_ray
+from storage.catalog import Catalog
 from tests.ray_cluster import local_cluster
 
 

@@ -32,13 +32,13 @@ from sqlalchemy import insert
 
 from benchmarks._common import machine, scratch_database
 from benchmarks.bench_ann import Mixture, clustered_vectors
-from indexer.catalog import Catalog, vector_to_bytes
-from indexer.index_choice import IndexPolicy
-from indexer.schema import FileRow, Root, SegmentRow
 from indexer.types import FloatArray
 from search.engine import Engine
 from search.query import Filters, parse_text
 from search.zeroshot import ZeroShotClassifier, classify_library
+from storage.catalog import Catalog, vector_to_bytes
+from storage.index_choice import IndexPolicy
+from storage.schema import FileRow, Root, SegmentRow
 
 DIM = 512
 WORDS = ["glass", "door", "rain", "wind", "metal", "wood", "impact", "whoosh", "engine", "crowd", "bird", "water"]

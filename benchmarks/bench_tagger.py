@@ -46,7 +46,7 @@ def score_and_tag(tagger: Tagger, bags: Bags) -> int:
 
 def naive(catalog: object, tagger: Tagger, bags: Bags) -> int:
     """Per file: its vectors from the index, one forward pass, softmax, best label."""
-    from indexer.catalog import Catalog
+    from storage.catalog import Catalog
 
     assert isinstance(catalog, Catalog)
     seg_ids, owners = catalog.segment_owners()

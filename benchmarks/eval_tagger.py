@@ -25,7 +25,6 @@ import numpy as np
 
 from benchmarks._common import machine
 from evaluation.synth import CLASSES, generate_library
-from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
 from indexer.encoders.registry import load_encoder
 from indexer.pipeline import index_paths
@@ -34,6 +33,7 @@ from search.tagger_config import TrainConfig
 from search.tagger_data import Bags, load_bags, normalised_path
 from search.tagger_metrics import evaluate
 from search.zeroshot import ZeroShotClassifier
+from storage.catalog import Catalog
 
 LABELS = tuple(sorted(CLASSES))
 

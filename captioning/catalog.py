@@ -9,9 +9,9 @@ from typing import Protocol
 
 from sqlalchemy import select, update
 
-from indexer.catalog import Catalog, FileStatus
 from indexer.errors import SoundsearchError
-from indexer.schema import FileRow
+from storage.catalog import Catalog, FileStatus
+from storage.schema import FileRow
 
 log = logging.getLogger(__name__)
 

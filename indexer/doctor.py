@@ -3,7 +3,7 @@
 The checks, in order (each needs the ones before it to pass):
 
 1. **database**: SQLite's `PRAGMA integrity_check`. A damaged file is recovered into a new one with
-   every row SQLite can still read (`indexer.salvage`); the damaged file is kept beside it
+   every row SQLite can still read (`storage.salvage`); the damaged file is kept beside it
    (`catalog.db.damaged-<time>`). Rows on unreadable pages are lost, and the report names their tables.
 2. **schema**: the version recorded; older ones are upgraded on open, a newer one cannot be repaired.
 3. **model**: a catalog holding vectors must know their model (lost only with its settings: not repairable).
@@ -29,9 +29,9 @@ from sqlalchemy import create_engine, delete, exists, inspect, make_url, select,
 from sqlalchemy.exc import DBAPIError
 
 from indexer import reindex
-from indexer.catalog import DB_NAME, INDEX_NAME, SQLITE_DAMAGED_CODES, Catalog, CatalogError, FileStatus
-from indexer.salvage import salvage
-from indexer.schema import SCHEMA_VERSION, FileRow, SegmentRow, schema_version
+from storage.catalog import DB_NAME, INDEX_NAME, SQLITE_DAMAGED_CODES, Catalog, CatalogError, FileStatus
+from storage.salvage import salvage
+from storage.schema import SCHEMA_VERSION, FileRow, SegmentRow, schema_version
 
 LOST_VECTORS = "its vectors were lost; the next `soundsearch index` embeds it again"
 

@@ -32,14 +32,14 @@ from threadpoolctl import threadpool_limits
 
 from indexer import objectstore
 from indexer.audio import AudioInfo
-from indexer.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
 from indexer.decoding import FileEnd, decoded
 from indexer.encoders.base import Encoder
 from indexer.fsnames import display
 from indexer.metadata import EmbeddedText, search_text
 from indexer.scan import FoundFile, walk_audio
-from indexer.schema import FileRow, Root, SegmentRow, utcnow
 from indexer.windows import Window, WindowSpec
+from storage.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
+from storage.schema import FileRow, Root, SegmentRow, utcnow
 
 log = logging.getLogger(__name__)
 CPU_DECODERS = 2  # decoder threads beside a CPU model: see indexer/decoding.py and benchmarks/bench_index.py

@@ -6,7 +6,7 @@ Under the indexing lock (a `reindex` beside a running `index` refuses, having ch
    committed chunks, while the catalog keeps answering with its old model and vectors.
 2. When every file is staged, one transaction replaces the segments with the staged ones and binds
    the new model; the FAISS index is then rebuilt from the database. (Killed in between, the old
-   model's FAISS file is rebuilt on its next load: its identity names its model, `indexer.index_file`.)
+   model's FAISS file is rebuilt on its next load: its identity names its model, `storage.index_file`.)
 3. An ordinary incremental `index` of the catalog's roots then picks up what changed on disk.
 
 The target model is recorded (settings `reindex_target`) until step 3 ends, so a run killed at any
@@ -26,16 +26,6 @@ from pathlib import Path
 from sqlalchemy import ColumnElement, Exists, delete, exists, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from indexer import index_choice
-from indexer.catalog import (
-    PREPROCESSING_VERSION,
-    Catalog,
-    CatalogError,
-    FileStatus,
-    ModelBinding,
-    vector_to_bytes,
-    write_binding,
-)
 from indexer.encoders.base import Encoder
 from indexer.pipeline import (
     CatalogWriter,
@@ -47,8 +37,18 @@ from indexer.pipeline import (
     index_locked,
 )
 from indexer.scan import FoundFile
-from indexer.schema import FileRow, Root, SegmentRow, Setting, StagedFile, StagedSegment
 from indexer.windows import WindowSpec
+from storage import index_choice
+from storage.catalog import (
+    PREPROCESSING_VERSION,
+    Catalog,
+    CatalogError,
+    FileStatus,
+    ModelBinding,
+    vector_to_bytes,
+    write_binding,
+)
+from storage.schema import FileRow, Root, SegmentRow, Setting, StagedFile, StagedSegment
 
 log = logging.getLogger(__name__)
 

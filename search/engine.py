@@ -26,13 +26,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from indexer.audio import load_audio
-from indexer.catalog import Catalog, FileStatus
 from indexer.encoders.base import Encoder, normalise
-from indexer.schema import FileRow, SegmentRow
 from indexer.types import FloatArray, Seconds
-from indexer.vectors import IdArray
 from search.filtering import FileFilter
 from search.query import Filters, ParsedText, QueryError, check_k, check_mode, parse_text
+from storage.catalog import Catalog, FileStatus
+from storage.schema import FileRow, SegmentRow
+from storage.vectors import IdArray
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the head of each list
 NEGATIVE_WEIGHT = 0.5

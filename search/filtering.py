@@ -16,10 +16,10 @@ import numpy as np
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from indexer.catalog import Catalog, FileStatus
-from indexer.schema import FileRow, SegmentRow, TagRow
-from indexer.vectors import IdArray
 from search.query import Filters
+from storage.catalog import Catalog, FileStatus
+from storage.schema import FileRow, SegmentRow, TagRow
+from storage.vectors import IdArray
 
 _CHUNK = 500  # ids per IN list
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from captioning.catalog import FileCaptioner, caption_catalog_files
-from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
-from indexer.index_choice import maybe_rebuild
 from indexer.pipeline import Executor, IndexOptions, IndexSummary, Progress, index_paths
 from search.tagger import apply_enabled_taggers
+from storage.catalog import Catalog
+from storage.index_choice import maybe_rebuild
 
 
 class RunProgress(Progress):

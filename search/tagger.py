@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 from safetensors.torch import load_file, save_file
 
-from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
 from indexer.types import FloatArray
 from indexer.windows import WindowSpec
@@ -46,6 +45,7 @@ from search.tagger_data import (
 )
 from search.tagger_metrics import TaggerReport, evaluate
 from search.tagger_model import Head, TrainedHead, ZeroShotPrior, predict, train_head
+from storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ import numpy.typing as npt
 import torch
 
 from indexer.audio import load_audio
-from indexer.catalog import Catalog, FileStatus
 from indexer.encoders.base import Encoder
 from indexer.scan import walk_audio
 from indexer.types import FloatArray
-from indexer.vectors import IdArray
 from indexer.windows import WindowSpec, split_windows
 from search.tagger_config import TaggerError
+from storage.catalog import Catalog, FileStatus
+from storage.vectors import IdArray
 
 BoolArray = npt.NDArray[np.bool_]
 LABEL_SEPARATOR = ";"

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from indexer.audio import load_audio
-from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
 from indexer.types import FloatArray
 from indexer.windows import WindowSpec, split_windows
 from search.query import QueryError
+from storage.catalog import Catalog
 
 DEFAULT_TEMPLATES = ("This is a sound of {}.", "the sound of {}", "a recording of {}", "{}")
 NULL_PROMPTS = ("a sound", "a recording", "an audio clip", "sound")

@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings, check_bind
 from api.uploads import sniff
-from indexer.catalog import Catalog
 from indexer.errors import SoundsearchError
 from indexer.pipeline import index_paths
+from storage.catalog import Catalog
 from tests.planted import SR, PlantedEncoder, noise, tone, write
 
 

@@ -19,8 +19,8 @@ from sqlalchemy import update
 
 from api.app import create_app
 from api.settings import Settings
-from indexer.catalog import Catalog
-from indexer.schema import FileRow
+from storage.catalog import Catalog
+from storage.schema import FileRow
 from tests.live_server import serving
 from tests.planted import PlantedEncoder, tone
 from tests.test_api import build_catalog, build_library, wav_bytes

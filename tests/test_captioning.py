@@ -325,9 +325,9 @@ def test_catalog_captions_are_found_by_full_text_search(trained: Path, tmp_path:
     from sqlalchemy import insert, select
 
     from captioning.catalog import caption_catalog_files
-    from indexer import fulltext
-    from indexer.catalog import Catalog
-    from indexer.schema import FileRow, Root
+    from storage import fulltext
+    from storage.catalog import Catalog
+    from storage.schema import FileRow, Root
 
     sf.write(tmp_path / "a.wav", 0.1 * np.ones(SR, np.float32), SR)
     (tmp_path / "gone.wav").write_bytes(b"")  # fails to caption: logged, the run goes on

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sqlalchemy import Connection, text
 
-import indexer.schema
-from indexer.catalog import Catalog, CatalogError
-from indexer.schema import SCHEMA_VERSION
-from indexer.vectors import create_index, load_index
+import storage.schema
+from storage.catalog import Catalog, CatalogError
+from storage.schema import SCHEMA_VERSION
+from storage.vectors import create_index, load_index
 
 
 def test_schema_migrations_upgrade_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,9 +19,9 @@ def test_schema_migrations_upgrade_in_place(tmp_path: Path, monkeypatch: pytest.
     def add_rating(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE files ADD COLUMN rating INTEGER"))
 
-    current = indexer.schema.SCHEMA_VERSION
-    monkeypatch.setattr(indexer.schema, "MIGRATIONS", {**indexer.schema.MIGRATIONS, current: add_rating})
-    monkeypatch.setattr("indexer.catalog.SCHEMA_VERSION", current + 1)
+    current = storage.schema.SCHEMA_VERSION
+    monkeypatch.setattr(storage.schema, "MIGRATIONS", {**storage.schema.MIGRATIONS, current: add_rating})
+    monkeypatch.setattr("storage.catalog.SCHEMA_VERSION", current + 1)
     with Catalog.open(tmp_path) as catalog:
         assert catalog.settings()["schema_version"] == str(current + 1)
         assert catalog.binding is not None and catalog.binding.model_id == "m"  # data survived
@@ -63,7 +63,7 @@ def test_version_2_catalog_loses_its_fts5_table_and_keeps_its_words(tmp_path: Pa
 
 def test_newer_schema_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     Catalog.open(tmp_path).close()
-    monkeypatch.setattr("indexer.catalog.SCHEMA_VERSION", 0)
+    monkeypatch.setattr("storage.catalog.SCHEMA_VERSION", 0)
     with pytest.raises(CatalogError, match="newer than this soundsearch"):
         Catalog.open(tmp_path)
 
@@ -97,8 +97,8 @@ def test_flat_index_contract(tmp_path: Path) -> None:
 
 
 def test_corrupt_index_file_is_rebuilt_from_the_database(tmp_path: Path, db_url: str | None) -> None:
-    from indexer.catalog import vector_to_bytes
-    from indexer.schema import FileRow, Root, SegmentRow
+    from storage.catalog import vector_to_bytes
+    from storage.schema import FileRow, Root, SegmentRow
 
     with Catalog.open(tmp_path, db_url=db_url) as catalog:
         catalog.bind_model("m", 4, 10.0, 5.0)

@@ -21,12 +21,12 @@ from sqlalchemy import delete, insert
 
 from api.cli import main
 from indexer import load_encoder
-from indexer.catalog import Catalog, CatalogStorageError, FileStatus, vector_to_bytes
 from indexer.doctor import LOST_VECTORS, diagnose, integrity_problems
-from indexer.index_file import read_identity
 from indexer.pipeline import IndexOptions, index_paths
-from indexer.salvage import salvage
-from indexer.schema import FileRow, Root, SegmentRow, Setting
+from storage.catalog import Catalog, CatalogStorageError, FileStatus, vector_to_bytes
+from storage.index_file import read_identity
+from storage.salvage import salvage
+from storage.schema import FileRow, Root, SegmentRow, Setting
 from tests.planted import PlantedEncoder, tone, write
 from tests.test_indexer import assert_index_agrees, snapshot
 
@@ -70,7 +70,7 @@ def test_a_foreign_faiss_file_is_rebuilt_from_the_database(
         foreign = foreign[: -len(identity.trailer())]
     (tmp_path / "a" / "vectors.faiss").write_bytes(foreign)
 
-    with caplog.at_level(logging.WARNING, logger="indexer.catalog"), Catalog.open(tmp_path / "a") as catalog:
+    with caplog.at_level(logging.WARNING, logger="storage.catalog"), Catalog.open(tmp_path / "a") as catalog:
         segments = catalog.segments()
         vectors = catalog.vectors([s.id for s in segments])
         for segment, vector in zip(segments, vectors, strict=True):
@@ -266,7 +266,7 @@ def test_a_full_disk_is_one_sentence_and_the_catalog_stays_consistent(tmp_path: 
 
 FILL_SCRIPT = """
 import sys
-from indexer.catalog import Catalog, CatalogStorageError
+from storage.catalog import Catalog, CatalogStorageError
 from indexer.pipeline import IndexOptions, index_paths
 from tests.planted import PlantedEncoder
 

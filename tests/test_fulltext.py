@@ -1,4 +1,4 @@
-"""In-memory BM25 (`indexer.fulltext`): against a direct computation of FTS5's formula, prefixes,
+"""In-memory BM25 (`storage.fulltext`): against a direct computation of FTS5's formula, prefixes,
 exclusions, and changes made through another catalog handle seen once the reader refreshes."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import insert, update
 
-from indexer import fulltext, generation
-from indexer.catalog import Catalog
-from indexer.fulltext import TextIndex, query_words
-from indexer.schema import FileRow, Root
+from storage import fulltext, generation
+from storage.catalog import Catalog
+from storage.fulltext import TextIndex, query_words
+from storage.schema import FileRow, Root
 
 DOCS = {
     10: "door wood creak slow foley doors",

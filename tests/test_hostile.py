@@ -18,11 +18,11 @@ from api.cli import main
 from api.settings import Settings
 from indexer import load_encoder
 from indexer.audio import StreamingResampler, load_audio, probe
-from indexer.catalog import Catalog, FileStatus
 from indexer.encoders.base import Encoder
 from indexer.errors import AudioDecodeError
 from indexer.fsnames import display, from_stored, to_stored
 from indexer.pipeline import IndexOptions, index_paths
+from storage.catalog import Catalog, FileStatus
 from tests.hostile import LATIN1_NAME, flac_claiming_hours, make_hostile_library, tone_wav, wav_at_rate
 from tests.planted import PlantedEncoder
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from indexer import index_choice
-from indexer.catalog import Catalog, vector_to_bytes
-from indexer.index_choice import IndexPolicy, choose_index, nlist_for, parse_bytes
-from indexer.schema import FileRow, Root, SegmentRow
+from storage import index_choice
+from storage.catalog import Catalog, vector_to_bytes
+from storage.index_choice import IndexPolicy, choose_index, nlist_for, parse_bytes
+from storage.schema import FileRow, Root, SegmentRow
 
 GB = 1_000_000_000
 

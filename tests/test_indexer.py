@@ -15,9 +15,9 @@ import pytest
 import soundfile as sf
 
 from indexer import load_encoder
-from indexer.catalog import Catalog, CatalogError
 from indexer.encoders.base import Encoder
 from indexer.pipeline import index_paths
+from storage.catalog import Catalog, CatalogError
 from tests.conftest import tone_mix
 
 FORMATS = [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_24"), ("ogg", "OGG", "VORBIS"), ("mp3", "MP3", None)]
@@ -439,7 +439,7 @@ def test_a_killed_decoder_process_fails_the_run_with_its_exit_code(tmp_path: Pat
 
 
 def test_cli_memory_budget_picks_and_builds_a_smaller_index(tmp_path: Path, library: Path) -> None:
-    from indexer.index_choice import choose_index
+    from storage.index_choice import choose_index
 
     home = tmp_path / "home"
     base = [str(library), "--home", str(home), "--model", "tiny-random", "--json"]

@@ -45,8 +45,8 @@ def test_recognises_unseen_synthetic_sounds(mini: Encoder) -> None:
 
 
 def test_vectors_of_other_mini_weights_are_refused(mini: Encoder, tmp_path: Path) -> None:
-    from indexer.catalog import Catalog, CatalogError
     from indexer.errors import EncoderLoadError
+    from storage.catalog import Catalog, CatalogError
 
     with pytest.raises(EncoderLoadError, match="reindex --model mini"):
         load_encoder("mini@0")

@@ -19,7 +19,7 @@ from api.app import create_app
 from api.cli import main
 from api.settings import Settings
 from indexer import load_encoder
-from indexer.catalog import Catalog
+from storage.catalog import Catalog
 from tests.conftest import tone_mix
 from tests.s3_server import S3Server, local_s3, weed_binary
 

@@ -15,9 +15,9 @@ import soundfile as sf
 
 from api.cli import main
 from indexer import load_encoder
-from indexer.catalog import Catalog
 from indexer.pipeline import IndexOptions, IndexSummary, Progress, index_paths
 from indexer.ray_engine import ClusterRunError, RayExecutor, import_ray
+from storage.catalog import Catalog
 from tests.conftest import tone_mix
 from tests.test_indexer import assert_index_agrees, snapshot
 

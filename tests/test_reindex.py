@@ -21,11 +21,11 @@ from sqlalchemy import delete, func, select
 
 from api.cli import main
 from indexer import load_encoder
-from indexer.catalog import Catalog
 from indexer.encoders.base import Encoder
 from indexer.pipeline import IndexOptions, index_paths
 from indexer.reindex import TARGET_KEY, reindex
-from indexer.schema import SegmentRow, StagedFile, StagedSegment
+from storage.catalog import Catalog
+from storage.schema import SegmentRow, StagedFile, StagedSegment
 from tests.conftest import tone_mix
 from tests.planted import PlantedEncoder, tone, write
 from tests.test_indexer import assert_index_agrees, snapshot
@@ -38,7 +38,7 @@ KILLER = """
 import functools, os, signal, sys
 from api.cli import main
 from indexer import reindex
-from indexer.catalog import Catalog
+from storage.catalog import Catalog
 from indexer.encoders import registry
 
 # Small batches: files finish (and are committed) a few at a time, so a kill can fall between commits.

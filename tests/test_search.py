@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from indexer.catalog import Catalog
 from indexer.pipeline import index_paths
 from search.engine import Engine
 from search.query import Filters, QueryError
 from search.zeroshot import ZeroShotClassifier, classify_library, parse_labels
+from storage.catalog import Catalog
 from tests.planted import PlantedEncoder, noise, tone, write
 
 
@@ -227,7 +227,7 @@ def test_filtered_vector_search_equals_brute_force_over_passing_files(
     tmp_path: Path, filters: Filters, postfilter_fetch: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from benchmarks.bench_search import RandomTextEncoder, build
-    from indexer.index_choice import IndexPolicy
+    from storage.index_choice import IndexPolicy
 
     monkeypatch.setattr("search.engine.POSTFILTER_FETCH", postfilter_fetch)  # which strategy the search takes
     catalog = build(tmp_path / "big", 3000, policy=IndexPolicy(exact_max_bytes=1 << 62))

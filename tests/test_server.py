@@ -30,8 +30,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings
 from indexer import load_encoder
-from indexer.catalog import Catalog
 from indexer.pipeline import index_paths
+from storage.catalog import Catalog
 from tests.conftest import tone_mix
 from tests.live_server import serving
 from tests.planted import SR, PlantedEncoder, tone, write

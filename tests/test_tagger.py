@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.cli import main
 from api.settings import Settings
-from indexer.catalog import Catalog
 from indexer.pipeline import index_paths
 from search.engine import Engine
 from search.query import Filters
@@ -37,6 +36,7 @@ from search.tagger_config import TaggerError, TrainConfig
 from search.tagger_data import Bags, LabelledPaths, load_bags, read_labels_csv, resolve_labels
 from search.tagger_model import calibrate_thresholds, split_validation
 from search.zeroshot import ZeroShotClassifier
+from storage.catalog import Catalog
 from tests.planted import PlantedEncoder, noise, tone, write
 from tests.test_api import wait_for
 

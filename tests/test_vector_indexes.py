@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import indexer.vectors as vectors_module
-from indexer.index_choice import ExactNeighbours, measure_recall, tune
-from indexer.torch_search import TorchExactSearch
-from indexer.vectors import INDEX_KINDS, FaissIndex, IndexSpec, create_index, load_index, two_level_centroids
+import storage.vectors as vectors_module
+from storage.index_choice import ExactNeighbours, measure_recall, tune
+from storage.torch_search import TorchExactSearch
+from storage.vectors import INDEX_KINDS, FaissIndex, IndexSpec, create_index, load_index, two_level_centroids
 
 DIM = 32
 N = 4000
@@ -255,7 +255,7 @@ def test_pq_tuning_lengthens_the_short_list_when_probing_stalls(data: dict[str, 
 
 
 def test_tuned_short_list_is_restored_with_the_catalog_state(data: dict[str, np.ndarray]) -> None:
-    from indexer.index_choice import IndexState, restore_tuning
+    from storage.index_choice import IndexState, restore_tuning
 
     index = create_index(DIM, IndexSpec("ivf_pq", nlist=16, pq_m=2))
     state = IndexState("ivf_pq", "IVF16,PQ2", N, 16, "nprobe", 4, 0.96, 0.95, "test", 1.0, rerank_factor=40)

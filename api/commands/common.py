@@ -9,8 +9,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from indexer.catalog import Catalog
 from search.indexing import RunProgress
+from storage.catalog import Catalog
 
 
 def add_catalog_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:

@@ -86,7 +86,7 @@ def register(sub: Any) -> None:
 
 
 def _budget(text: str) -> str | None:
-    from indexer.index_choice import parse_bytes
+    from storage.index_choice import parse_bytes
 
     if text == "auto":
         return None
@@ -110,7 +110,7 @@ def _add_budget_option(p: argparse.ArgumentParser) -> None:
 
 def _apply_budget(catalog: Any, args: argparse.Namespace) -> None:
     """Record a new budget; the index is re-planned after the run (the catalog waits for it on close)."""
-    from indexer.index_choice import set_memory_budget
+    from storage.index_choice import set_memory_budget
 
     if hasattr(args, "max_index_memory"):
         set_memory_budget(catalog, args.max_index_memory)
@@ -169,9 +169,9 @@ def _captioner(encoder: Encoder) -> FileCaptioner:
 
 def run_reindex(args: argparse.Namespace) -> int:
     from indexer.encoders.registry import load_encoder
-    from indexer.index_choice import maybe_rebuild
     from indexer.pipeline import IndexOptions
     from indexer.reindex import reindex
+    from storage.index_choice import maybe_rebuild
 
     with open_catalog(args) as catalog:
         encoder = load_encoder(args.model, device=args.device)

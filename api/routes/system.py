@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep, SettingsDep
 from api.schemas import Health, StatusOut
-from indexer.catalog import CatalogStatus
+from storage.catalog import CatalogStatus
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 

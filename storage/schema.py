@@ -1,7 +1,7 @@
 """The catalog's relational schema (SQLAlchemy 2.0 typed ORM) and its versioned migrations.
 
 The database is the source of truth: it holds every segment's vector, so the FAISS index is a
-derived structure that can always be checked and repaired against it (see `indexer.catalog`).
+derived structure that can always be checked and repaired against it (see `storage.catalog`).
 SQL stays portable: SQLite by default, any SQLAlchemy URL (PostgreSQL included) must work.
 """
 
@@ -172,7 +172,7 @@ def _v1_to_v2(conn: Connection) -> None:
 
 
 def _v2_to_v3(conn: Connection) -> None:
-    """Schema 3: full-text ranking moved in memory (`indexer.fulltext`); the FTS5 table schema 2 kept
+    """Schema 3: full-text ranking moved in memory (`storage.fulltext`); the FTS5 table schema 2 kept
     beside the files is dropped (the text-generation row is added on open)."""
     conn.execute(text("DROP TABLE IF EXISTS files_fts"))
 

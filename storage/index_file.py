@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.vectors import IdArray
+from storage.vectors import IdArray
 
 MAGIC = b"SSCATID1"
 _TAIL = 8 + len(MAGIC)

@@ -6,7 +6,7 @@ finds "glass", "glasses") are one contiguous run of postings: a query is a few a
 `bincount`, whatever the number of matching files (a common word matching 10 000 files costs what a
 rare one does, where FTS5 computes BM25 row by row).
 
-`Catalog.refresh` builds one when the catalog's generation moves (`indexer.generation`) and swaps it
+`Catalog.refresh` builds one when the catalog's generation moves (`storage.generation`) and swaps it
 in whole, together with the vectors.
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from indexer.schema import FileRow, TagRow
+from storage.schema import FileRow, TagRow
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)  # letters and digits: "_", "'" and the rest separate words
 _K1, _B = 1.2, 0.75

@@ -47,10 +47,10 @@ import faiss
 import numpy as np
 
 from indexer.types import FloatArray
-from indexer.vectors import FaissIndex, IdArray, IndexSpec, create_index
+from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index
 
 if TYPE_CHECKING:
-    from indexer.catalog import Catalog
+    from storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ def catalog_budget(catalog: Catalog) -> int:
 
 def set_memory_budget(catalog: Catalog, budget: str | int | None) -> None:
     """Record the catalog's `--max-index-memory` (None: back to the default)."""
-    from indexer.schema import Setting
+    from storage.schema import Setting
 
     with catalog.session() as s:
         if budget is None:
@@ -464,7 +464,7 @@ def rebuild_now(catalog: Catalog, plan: IndexPlan, *, before_swap: Callable[[], 
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from indexer.schema import SegmentRow, Setting
+    from storage.schema import SegmentRow, Setting
 
     policy: IndexPolicy = getattr(catalog, "index_policy", IndexPolicy())
     t0 = time.perf_counter()

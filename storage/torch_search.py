@@ -21,7 +21,7 @@ import torch
 from indexer.types import FloatArray
 
 if TYPE_CHECKING:
-    from indexer.vectors import FaissIndex, IdArray
+    from storage.vectors import FaissIndex, IdArray
 
 # Extra candidates re-scored in fp32 after a reduced-precision pass.
 RESCORE_MARGIN = 32

@@ -5,7 +5,7 @@ directory): `catalog.db` (SQLite, unless another SQLAlchemy URL is given) and `v
 The database is the source of truth, vectors included; on open, the FAISS ids are checked against
 the database's segments and any difference (a crash between a database commit and the next index
 save, say) is repaired from the stored vectors. The FAISS file carries the catalog's identity
-(`indexer.index_file`): a file from another catalog or model is rebuilt from the database.
+(`storage.index_file`): a file from another catalog or model is rebuilt from the database.
 A catalog is bound to the one model that built it.
 
 Storage failures reach the user as one sentence: a damaged database (`CatalogDamagedError`, see
@@ -33,10 +33,11 @@ from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, f
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from indexer import fulltext, generation, index_choice, index_file
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
-from indexer.schema import (
+from indexer.types import FloatArray, Seconds
+from storage import fulltext, generation, index_choice, index_file
+from storage.schema import (
     CATALOG_ID_KEY,
     SCHEMA_VERSION,
     Base,
@@ -49,8 +50,7 @@ from indexer.schema import (
     migrate,
     schema_version,
 )
-from indexer.types import FloatArray, Seconds
-from indexer.vectors import FaissIndex, IdArray, create_index, load_index
+from storage.vectors import FaissIndex, IdArray, create_index, load_index
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class Catalog:
         self.index_path = home / INDEX_NAME
         self._index: FaissIndex | None = None
         self._segment_cache: dict[int, SegmentRecord] = {}
-        # Which index to build as the catalog grows, and the background rebuild (indexer.index_choice).
+        # Which index to build as the catalog grows, and the background rebuild (storage.index_choice).
         self.index_policy = index_choice.IndexPolicy()
         self._rebuild: index_choice.Rebuild | None = None
         self._text: fulltext.TextIndex | None = None  # BM25 over the files' words, kept in memory
@@ -447,7 +447,7 @@ class Catalog:
     def refresh(self, *, wait: bool = True) -> bool:
         """Catch up with what any process committed since: vectors and words, one after the other.
 
-        Costs one indexed read when the generation did not move (`indexer.generation`). Vectors are
+        Costs one indexed read when the generation did not move (`storage.generation`). Vectors are
         reconciled in place against the database, so only the difference moves (a search running
         meanwhile sees each add or remove whole, the index locks them); the FAISS file is read
         again only when it was rebuilt as another kind. With `wait=False` a thread finding another

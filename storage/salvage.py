@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from indexer.catalog import CatalogDamagedError
+from storage.catalog import CatalogDamagedError
 
 _MAX_ROWID = 2**63 - 1
 _SIDE_FILES = ("-wal", "-shm", "-journal")

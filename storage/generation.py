@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Integer, String, cast, delete, event, insert, select, update
 from sqlalchemy.orm import ORMExecuteState, Session
 
-from indexer.schema import FileRow, SegmentRow, Setting, TagRow
+from storage.schema import FileRow, SegmentRow, Setting, TagRow
 
 GENERATION_KEY = "generation"
 # Catalogs written before the counter have a random token under this key (the full-text index's own).

@@ -4,7 +4,7 @@ Vectors are L2-normalised and compared by inner product (= cosine). Ids are the 
 so every backend keeps an id map. The index file is written atomically: a reader that opens it at
 any moment sees either the previous or the new complete index, never a partial one.
 
-Kinds (FAISS factory strings in brackets; `indexer.index_choice` picks one from the size and a memory
+Kinds (FAISS factory strings in brackets; `storage.index_choice` picks one from the size and a memory
 budget):
 
 | kind         | structure              | bytes per vector (d = 512)      | removal     | `reconstruct`            |
@@ -30,7 +30,7 @@ HNSW cannot delete from its graph: removed ids become tombstones (their id-map e
 so they persist in the file and every search skips them); `tombstones()` says how many, and the
 catalog's background rebuild compacts them away.
 
-On a machine with a GPU, `accelerate()` moves search there (see `indexer.torch_search`).
+On a machine with a GPU, `accelerate()` moves search there (see `storage.torch_search`).
 """
 
 from __future__ import annotations
@@ -360,7 +360,7 @@ class FaissIndex:
                 ivf.set_direct_map_type(faiss.DirectMap.NoMap)
 
     def save(self, path: Path, trailer: bytes = b"") -> None:
-        """Write the index atomically; `trailer` follows FAISS's bytes (see `indexer.index_file`)."""
+        """Write the index atomically; `trailer` follows FAISS's bytes (see `storage.index_file`)."""
         with self._lock:
             atomic_write_index(self.index, path, trailer)
 
@@ -517,7 +517,7 @@ class FaissIndex:
         - None: no GPU; FAISS on the CPU.
         Mirrors are rebuilt lazily after the index changes.
         """
-        from indexer import torch_search
+        from storage import torch_search
 
         with self._lock:
             mode = torch_search.choose_backend(device)
@@ -537,7 +537,7 @@ class FaissIndex:
         if self._accel_mode is None:
             return None
         if self._accel is None:
-            from indexer import torch_search
+            from storage import torch_search
 
             if self._accel_mode == "faiss-gpu":
                 self._accel = torch_search.FaissGpuSearcher(self)
@@ -636,7 +636,7 @@ def create_index(dim: int, kind: str | IndexSpec = "flat") -> FaissIndex:
     if spec.kind not in INDEX_FACTORIES:
         raise ValueError(f"unknown index type {spec.kind!r}; known: {', '.join(INDEX_FACTORIES)}")
     if spec.kind.startswith("ivf") and spec.nlist < 1:
-        raise ValueError(f"{spec.kind} needs nlist >= 1 (see indexer.index_choice.choose_index)")
+        raise ValueError(f"{spec.kind} needs nlist >= 1 (see storage.index_choice.choose_index)")
     if spec.kind == "ivf_pq" and (spec.pq_m < 1 or dim % spec.pq_m):
         raise ValueError(f"ivf_pq needs pq_m dividing the dimension {dim}, got {spec.pq_m}")
     return INDEX_FACTORIES[spec.kind](dim, spec)
