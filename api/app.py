@@ -27,7 +27,7 @@ from api.uploads import BodyLimit
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
 from search.engine import Engine
-from storage.catalog import Catalog
+from storage.catalog import Catalog, set_search_threads
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,10 @@ def create_app(
 
 
 def _load(settings: Settings, encoder: Encoder | None, captioner: Captioner | None) -> Services:
-    import faiss
-
     # One query at a time gains nothing from OpenMP here, and its threads spin against the request
     # threads for the same cores: a 20 000-vector search measured 44 ms with the default, 2.6 ms with 1
     # (2 busy cores; BENCHMARKS.md). Concurrency comes from serving requests in parallel instead.
-    faiss.omp_set_num_threads(settings.faiss_threads)
+    set_search_threads(settings.faiss_threads)
 
     def open_catalog(writable: bool) -> Catalog:
         return Catalog.open(settings.home, db_url=settings.db_url, writable=writable)

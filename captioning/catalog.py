@@ -7,11 +7,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import select, update
-
 from indexer.errors import SoundsearchError
-from storage.catalog import Catalog, FileStatus
-from storage.schema import FileRow
+from storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +33,7 @@ def caption_catalog_files(
     A file that cannot be captioned keeps its old caption and is logged: one bad file never stops a run.
     Captions are committed every `commit_every` files, each batch moving the catalog's generation.
     """
-    with catalog.session() as s:
-        query = select(FileRow.id, FileRow.path, FileRow.caption).where(FileRow.status == FileStatus.OK)
-        if file_ids is not None:
-            query = query.where(FileRow.id.in_(list(file_ids)))
-        rows = [(int(fid), path) for fid, path, caption in s.execute(query) if overwrite or not caption]
+    rows = [(fid, path) for fid, path, caption in catalog.captions(file_ids) if overwrite or not caption]
     done: dict[int, str] = {}
     pending: dict[int, str] = {}
     for fid, path in rows:
@@ -54,15 +47,8 @@ def caption_catalog_files(
         if on_file:
             on_file(fid, caption)
         if len(pending) >= commit_every:
-            done |= _store(catalog, pending)
+            catalog.set_captions(pending)
+            done |= pending
             pending = {}
-    return done | _store(catalog, pending)
-
-
-def _store(catalog: Catalog, captions: dict[int, str]) -> dict[int, str]:
-    if not captions:
-        return {}
-    with catalog.session() as s:
-        for fid, caption in captions.items():
-            s.execute(update(FileRow).where(FileRow.id == fid).values(caption=caption))
-    return dict(captions)
+    catalog.set_captions(pending)
+    return done | pending

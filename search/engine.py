@@ -6,7 +6,7 @@
   embedded tags, tags, captions) by reciprocal rank fusion.
 - Filters are applied before the top-k cut, so a filtered query returns k results whenever k files
   match: candidates are checked after the search while that finds k (broad filters), else the search
-  runs among the passing files only (`search.filtering`).
+  runs among the passing files only (`storage.queries`).
 - Text queries are embedded once (LRU cache); `-word` excludes: its embedding is subtracted from the
   query vector and the word must not appear in the matched text.
 - Example sounds: a file outside the catalog is embedded window by window and mean-pooled; an indexed
@@ -16,22 +16,18 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from indexer.audio import load_audio
 from indexer.encoders.base import Encoder, normalise
 from indexer.types import FloatArray, Seconds
-from search.filtering import FileFilter
 from search.query import Filters, ParsedText, QueryError, check_k, check_mode, parse_text
 from storage.catalog import Catalog, FileStatus
-from storage.schema import FileRow, SegmentRow
+from storage.queries import FileFilter
 from storage.vectors import IdArray
 
 RRF_K = 60  # the usual reciprocal-rank-fusion constant: damps the head of each list
@@ -142,7 +138,7 @@ class Engine:
         """Groups of near-identical files (re-encoded, trimmed, gain-changed): cosine of pooled vectors."""
         if not 0.0 < threshold <= 1.0:
             raise QueryError(f"threshold must be in (0, 1], got {threshold}")
-        file_ids, vectors = self.file_vectors()
+        file_ids, vectors = self.catalog.file_vectors()
         if len(file_ids) < 2:
             return []
         sims = vectors @ vectors.T
@@ -170,23 +166,6 @@ class Engine:
         out.sort(key=lambda g: str(g[0].path))
         return out
 
-    def file_vectors(self, file_ids: Sequence[int] | None = None) -> tuple[np.ndarray, FloatArray]:
-        """One vector per file: the normalised mean of its segments' vectors."""
-        with Session(self.catalog.engine) as s:
-            query = select(SegmentRow.id, SegmentRow.file_id).order_by(SegmentRow.file_id, SegmentRow.id)
-            if file_ids is not None:
-                query = query.where(SegmentRow.file_id.in_(list(file_ids)))
-            rows = s.execute(query).all()
-        if not rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, self.encoder.dim), dtype=np.float32)
-        seg_ids = np.array([r[0] for r in rows], dtype=np.int64)
-        owners = np.array([r[1] for r in rows], dtype=np.int64)
-        vectors = self.catalog.vectors(seg_ids)
-        unique, inverse = np.unique(owners, return_inverse=True)
-        pooled = np.zeros((len(unique), vectors.shape[1]), dtype=np.float32)
-        np.add.at(pooled, inverse, vectors)
-        return unique, normalise(pooled)
-
     # --- query vectors -----------------------------------------------------------------------------
 
     def _embed_text_uncached(self, text: str) -> FloatArray:
@@ -204,7 +183,7 @@ class Engine:
         """Query vector of an example, and the catalog file to leave out of the results (if indexed)."""
         file_id = self._indexed_file_id(example)
         if file_id is not None:
-            ids, vectors = self.file_vectors([file_id])
+            ids, vectors = self.catalog.file_vectors([file_id])
             if len(ids):
                 return vectors[0], file_id
         if isinstance(example, int) or (isinstance(example, str) and example.isdigit() and not Path(example).exists()):
@@ -213,15 +192,14 @@ class Engine:
         return self.encoder.embed_audio([audio.samples])[0], None
 
     def _indexed_file_id(self, example: Example) -> int | None:
-        with Session(self.catalog.engine) as s:
-            if isinstance(example, int) or (isinstance(example, str) and example.isdigit()):
-                row = s.get(FileRow, int(example))
-                if row is not None and row.status == FileStatus.OK:
-                    return row.id
-                if isinstance(example, int):
-                    return None
-            path = str(Path(example).expanduser().absolute())
-            return s.scalar(select(FileRow.id).where(FileRow.path == path, FileRow.status == FileStatus.OK))
+        if isinstance(example, int) or (isinstance(example, str) and example.isdigit()):
+            record = self.catalog.file(int(example))
+            if record is not None and record.status == FileStatus.OK:
+                return record.id
+            if isinstance(example, int):
+                return None
+        record = self.catalog.find_file(Path(example).expanduser().absolute())
+        return record.id if record is not None and record.status == FileStatus.OK else None
 
     # --- rankings ----------------------------------------------------------------------------------
 
@@ -233,10 +211,10 @@ class Engine:
         unfiltered search while few rounds find k (broad filters); past POSTFILTER_FETCH segments the
         search runs among the passing files' segments only (selective filters)."""
         allowed_segments: IdArray | None = None
-        total = self.catalog.index.count()
+        total = self.catalog.vector_count()
         fetch = min(max(4 * k, 32), max(total, 1))
         while True:
-            scores, ids = self.catalog.index.search(query, fetch, allowed_segments)
+            scores, ids = self.catalog.nearest_segments(query, fetch, allowed_segments)
             valid = [(int(i), float(sc)) for i, sc in zip(ids[0], scores[0], strict=True) if i >= 0]
             found = self.catalog.segments_by_id([i for i, _ in valid])
             best: dict[int, _Ranked] = {}
@@ -299,9 +277,7 @@ class Engine:
         if not ranked:
             return []
         ids = [r.file_id for r in ranked]
-        columns = (FileRow.id, FileRow.path, FileRow.duration_s, FileRow.format)
-        with Session(self.catalog.engine) as s:  # plain rows: ORM objects cost more than the search itself
-            files = {f.id: f for f in s.execute(select(*columns).where(FileRow.id.in_(ids)))}
+        files = self.catalog.files_by_id(ids)
         notes = self.catalog.annotations(ids)
         hits = []
         for r in ranked:
@@ -312,7 +288,7 @@ class Engine:
             hits.append(
                 Hit(
                     file_id=f.id,
-                    path=Path(f.path),
+                    path=f.path,
                     score=r.score,
                     start_s=r.start_s if r.start_s is not None else 0.0,
                     end_s=r.end_s if r.end_s is not None else duration,

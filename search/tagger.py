@@ -456,7 +456,7 @@ def _tag_stored(catalog: Catalog, tagger: Tagger, file_ids: list[int] | None) ->
         stop = int(np.searchsorted(first_segment, first_segment[start] + APPLY_CHUNK_SEGMENTS, "right")) - 1
         stop = min(max(stop, start + 1), len(files))
         a, b = first_segment[start], first_segment[stop]
-        bags = Bags(files[start:stop], catalog.index.reconstruct(seg_ids[a:b]), inverse[a:b] - start)
+        bags = Bags(files[start:stop], catalog.segment_vectors(seg_ids[a:b]), inverse[a:b] - start)
         tagged.update(zip(bags.file_ids.tolist(), tagger.tags(tagger.scores(bags)), strict=True))
         start = stop
     return tagged

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from indexer.audio import load_audio
-from indexer.encoders.base import Encoder
+from indexer.encoders.base import Encoder, mean_pool
 from indexer.scan import walk_audio
 from indexer.types import FloatArray
 from indexer.windows import WindowSpec, split_windows
@@ -46,12 +45,8 @@ class Bags:
         return np.searchsorted(self.owners, np.arange(len(self))).astype(np.int64)
 
     def pooled(self) -> FloatArray:
-        """One vector per file: the renormalised mean of its segments (as `Engine.file_vectors`)."""
-        # torch's index_add_ is several times faster than numpy's reduceat on 100k x 512 vectors.
-        sums = torch.zeros((len(self), self.vectors.shape[1])).index_add_(
-            0, torch.from_numpy(self.owners), torch.from_numpy(np.ascontiguousarray(self.vectors, dtype=np.float32))
-        )
-        return torch.nn.functional.normalize(sums, dim=1, eps=1e-12).numpy()
+        """One vector per file: the renormalised mean of its segments (as `Catalog.file_vectors`)."""
+        return mean_pool(self.vectors, self.owners, len(self))
 
     def subset(self, index: Sequence[int] | IdArray) -> Bags:
         """The bags of files `index`, in that order."""
@@ -67,9 +62,7 @@ def load_bags(catalog: Catalog, file_ids: Sequence[int] | None = None) -> Bags:
     """Stored vectors of indexed files (all OK files when `file_ids` is None), ordered by file id."""
     seg_ids, owner_ids = catalog.segment_owners(file_ids)
     files, inverse = np.unique(owner_ids, return_inverse=True)
-    dim = catalog.binding.dim if catalog.binding else 0
-    vectors = catalog.index.reconstruct(seg_ids) if len(seg_ids) else np.zeros((0, dim), dtype=np.float32)
-    return Bags(files.astype(np.int64), vectors, inverse.astype(np.int64))
+    return Bags(files.astype(np.int64), catalog.segment_vectors(seg_ids), inverse.astype(np.int64))
 
 
 def embed_files(encoder: Encoder, spec: WindowSpec, paths: Sequence[str | Path]) -> Bags:

@@ -154,7 +154,7 @@ def classify_library(
     if len(seg_ids) == 0:
         return []
     files, inverse = np.unique(owners, return_inverse=True)
-    vectors = catalog.index.reconstruct(seg_ids)
+    vectors = catalog.segment_vectors(seg_ids)
     paths = catalog.paths(files.tolist())
     predictions = classifier.predict_vectors([paths[int(f)] for f in files], vectors, inverse)
     return [(int(f), p) for f, p in zip(files, predictions, strict=True)]

@@ -20,20 +20,21 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 import platformdirs
-from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, select, text
+from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from indexer.encoders.base import Encoder
+from indexer.encoders.base import Encoder, mean_pool
 from indexer.errors import SoundsearchError
 from indexer.types import FloatArray, Seconds
 from storage import fulltext, generation, index_choice, index_file
@@ -520,6 +521,19 @@ class Catalog:
             row = s.get(FileRow, file_id)
             return _file_record(row) if row else None
 
+    def find_file(self, path: str | Path) -> FileRecord | None:
+        """The file recorded at `path` (as stored: absolute), OK or failed."""
+        with Session(self.engine) as s:
+            row = s.scalars(select(FileRow).where(FileRow.path == str(path))).one_or_none()
+            return _file_record(row) if row else None
+
+    def files_by_id(self, file_ids: Sequence[int]) -> dict[int, FileRecord]:
+        """Files by id; ids the database does not know are left out."""
+        # Plain rows: ORM objects cost more than a search itself.
+        query = select(*_RECORD_COLUMNS).where(FileRow.id.in_([int(i) for i in file_ids]))
+        with Session(self.engine) as s:
+            return {row.id: FileRecord(**{**row._mapping, "path": Path(row.path)}) for row in s.execute(query)}
+
     def segments(self, file_id: int | None = None) -> list[SegmentRecord]:
         query = select(SegmentRow.id, SegmentRow.file_id, SegmentRow.start_s, SegmentRow.end_s).order_by(
             SegmentRow.file_id, SegmentRow.start_s
@@ -561,6 +575,23 @@ class Catalog:
                 by_id.update((int(seg_id), bytes(blob)) for seg_id, blob in rows)
         return vectors_from_bytes([by_id[i] for i in wanted], dim)
 
+    def segment_vectors(self, segment_ids: Sequence[int] | IdArray) -> FloatArray:
+        """Stored vectors of these segments, in order, read the fastest way: from the loaded index (exact
+        kinds hold them in memory; quantised ones read the database), else, for segments the index has
+        not caught up with yet, from the database (unknown ids raise KeyError)."""
+        ids = np.asarray(segment_ids, dtype=np.int64)
+        try:
+            return self.index.reconstruct(ids)
+        except (KeyError, RuntimeError):
+            return self.vectors(ids)
+
+    def file_vectors(self, file_ids: Sequence[int] | None = None) -> tuple[IdArray, FloatArray]:
+        """One vector per indexed (OK) file that has segments, in file id order (all such files when
+        `file_ids` is None): the renormalised mean of its segments' vectors."""
+        seg_ids, owners = self.segment_owners(file_ids)
+        files, inverse = np.unique(owners, return_inverse=True)
+        return files, mean_pool(self.segment_vectors(seg_ids), inverse, len(files))
+
     def segment_owners(self, file_ids: Sequence[int] | None = None) -> tuple[IdArray, IdArray]:
         """Segment ids and their file ids (of OK files), ordered by file."""
         query = (
@@ -595,6 +626,20 @@ class Catalog:
                     out[fid][0].append(label)
         return {fid: (tuple(tags), caption) for fid, (tags, caption) in out.items()}
 
+    def captions(self, file_ids: Sequence[int] | None = None) -> list[tuple[int, str, str | None]]:
+        """(id, path, caption or None) of indexed (OK) files: all of them when `file_ids` is None."""
+        query = select(FileRow.id, FileRow.path, FileRow.caption).where(FileRow.status == FileStatus.OK)
+        if file_ids is not None:
+            query = query.where(FileRow.id.in_([int(i) for i in file_ids]))
+        with Session(self.engine) as s:
+            return [(int(fid), path, caption) for fid, path, caption in s.execute(query)]
+
+    def set_captions(self, captions: Mapping[int, str]) -> None:
+        """Store captions (full-text search ranks them), in one transaction."""
+        with self.session() as s:
+            for fid, caption in captions.items():
+                s.execute(update(FileRow).where(FileRow.id == fid).values(caption=caption))
+
     def set_tags(self, source: str, tags: dict[int, list[tuple[str, float]]]) -> int:
         """Replace the tags from `source` on these files (they become searchable and filterable)."""
         with self.session() as s:
@@ -610,6 +655,15 @@ class Catalog:
             if rows:
                 s.execute(insert(TagRow), rows)
         return len(rows)
+
+    def vector_count(self) -> int:
+        """Vectors in the loaded index (one per segment once it caught up with the database)."""
+        return self.index.count()
+
+    def nearest_segments(self, queries: FloatArray, k: int, among: IdArray | None = None) -> tuple[FloatArray, IdArray]:
+        """Scores and segment ids [n_queries, k] of the nearest segments (inner product), best first,
+        `among` these segments only when given; slots past what the index holds have id -1."""
+        return self.index.search(queries, k, among)
 
     def search_vectors(self, query: FloatArray, k: int) -> list[tuple[SegmentRecord, float]]:
         """Nearest segments to one query vector. Ids the database no longer knows are skipped."""
@@ -653,6 +707,26 @@ def write_binding(session: Session, b: ModelBinding) -> None:
     }
     for key, value in values.items():
         session.merge(Setting(key=key, value=value))
+
+
+_RECORD_COLUMNS = (
+    FileRow.id,
+    FileRow.path,
+    FileRow.size,
+    FileRow.content_hash,
+    FileRow.duration_s,
+    FileRow.sample_rate,
+    FileRow.channels,
+    FileRow.format,
+    FileRow.status,
+    FileRow.error,
+    FileRow.indexed_at,
+)
+
+
+def set_search_threads(threads: int) -> None:
+    """OpenMP threads of each vector search, process-wide (FAISS's own default is one per core)."""
+    faiss.omp_set_num_threads(threads)
 
 
 def _file_record(row: FileRow) -> FileRecord:

@@ -1,4 +1,4 @@
-"""Which files pass a query's `Filters`, answered the cheap way for the question asked.
+"""Which files pass a query's filters, answered the cheap way for the question asked.
 
 A ranking first asks about its own candidates (`passing`: one query over a few hundred ids; for a
 broad filter almost all pass: post-filtering). When too few pass, it asks for every passing file
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from search.query import Filters
+from indexer.types import Seconds
 from storage.catalog import Catalog, FileStatus
 from storage.schema import FileRow, SegmentRow, TagRow
 from storage.vectors import IdArray
@@ -24,7 +25,26 @@ from storage.vectors import IdArray
 _CHUNK = 500  # ids per IN list
 
 
-def conditions(filters: Filters) -> list[ColumnElement[bool]]:
+class FileCriteria(Protocol):
+    """What a file must be to pass (`search.query.Filters` is one)."""
+
+    @property
+    def min_duration_s(self) -> Seconds | None: ...
+
+    @property
+    def max_duration_s(self) -> Seconds | None: ...
+
+    @property
+    def folder(self) -> str | None: ...  # a path prefix, or a folder name anywhere in the path
+
+    @property
+    def tags(self) -> tuple[str, ...]: ...  # every tag must be present
+
+    @property
+    def formats(self) -> tuple[str, ...]: ...  # container names or extensions: "wav", "FLAC", ...
+
+
+def conditions(filters: FileCriteria) -> list[ColumnElement[bool]]:
     out: list[ColumnElement[bool]] = [FileRow.status == FileStatus.OK]
     if filters.min_duration_s is not None:
         out.append(FileRow.duration_s >= filters.min_duration_s)
@@ -56,7 +76,7 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
 class FileFilter:
     """The files passing `filters` in `catalog`; answers are remembered for the life of one query."""
 
-    def __init__(self, catalog: Catalog, filters: Filters) -> None:
+    def __init__(self, catalog: Catalog, filters: FileCriteria) -> None:
         self.catalog = catalog
         self.where = and_(*conditions(filters))
         self._known: dict[int, bool] = {}
