@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import delete, exists, insert, or_, select, update
-from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from indexer import objectstore
@@ -38,8 +36,8 @@ from indexer.fsnames import display
 from indexer.metadata import EmbeddedText, search_text
 from indexer.scan import FoundFile, walk_audio
 from indexer.windows import Window, WindowSpec
-from storage.catalog import Catalog, CatalogError, FileStatus, vector_to_bytes
-from storage.schema import FileRow, Root, SegmentRow, utcnow
+from storage.catalog import Catalog, CatalogError, FileStatus
+from storage.writer import FileFacts, KnownFile, ensure_roots, known_files, writes
 
 log = logging.getLogger(__name__)
 CPU_DECODERS = 2  # decoder threads beside a CPU model: see indexer/decoding.py and benchmarks/bench_index.py
@@ -191,7 +189,7 @@ def _plan(
     catalog: Catalog, roots: list[Path | str], summary: IndexSummary, *, follow_links_outside: bool
 ) -> list[IndexJob]:
     """Diff the disk against the catalog; apply moves and removals; return the files to embed."""
-    root_ids = _ensure_roots(catalog, roots)
+    root_ids = ensure_roots(catalog, roots)
     found: dict[str, tuple[FoundFile, int]] = {}
     root_paths = dict(zip(root_ids, roots, strict=True))
     folders = [r for r in roots if isinstance(r, Path)]
@@ -204,24 +202,9 @@ def _plan(
         for f in files:
             found.setdefault(f.path, (f, root_id))
 
-    with Session(catalog.engine) as s:
-        rows = s.execute(
-            select(
-                FileRow.id,
-                FileRow.path,
-                FileRow.size,
-                FileRow.mtime_ns,
-                FileRow.content_hash,
-                FileRow.status,
-                exists().where(SegmentRow.file_id == FileRow.id).label("has_vectors"),
-            ).where(
-                # Also files recorded under another root that contains this one (indexing a subfolder).
-                or_(FileRow.root_id.in_(root_ids), *(FileRow.path.startswith(f"{r}{os.sep}") for r in roots))
-            )
-        ).all()
-    known = {r.path: r for r in rows}
+    known = {r.path: r for r in known_files(catalog, root_ids, roots)}
 
-    to_hash: list[tuple[FoundFile, int, Any]] = []
+    to_hash: list[tuple[FoundFile, int, KnownFile | None]] = []
     for path, (f, root_id) in found.items():
         row = known.get(path)
         if row is not None and row.size == f.size and row.mtime_ns == f.mtime_ns and _settled(row):
@@ -235,7 +218,7 @@ def _plan(
     jobs: list[IndexJob] = []
     touched: list[tuple[int, FoundFile]] = []
     moves: list[tuple[int, FoundFile, int]] = []
-    failed: list[tuple[FoundFile, int, Any, str]] = []
+    failed: list[tuple[FoundFile, int, KnownFile | None, str]] = []
     for f, root_id, row in to_hash:
         digest = hashes.get(f.path)
         if digest is None:
@@ -253,59 +236,26 @@ def _plan(
         r.id for p, r in known.items() if p not in found and r.status != FileStatus.OK
     ]
     summary.removed = len(vanished)
-    with catalog.session() as s:
-        for file_id, f in touched:
-            s.execute(update(FileRow).where(FileRow.id == file_id).values(size=f.size, mtime_ns=f.mtime_ns))
-        for file_id, f, root_id in moves:
-            title, comment = s.execute(select(FileRow.title, FileRow.comment).where(FileRow.id == file_id)).one()
-            words = search_text(f.path, root_paths[root_id], EmbeddedText(title, comment))
-            s.execute(
-                update(FileRow)
-                .where(FileRow.id == file_id)
-                .values(path=f.path, root_id=root_id, size=f.size, mtime_ns=f.mtime_ns, search_text=words)
-            )
-        stale = np.concatenate([_delete_files(s, removed_ids), _record_unreadable(s, failed, root_paths, summary)])
-    catalog.index.remove(stale)
-    return jobs
-
-
-def _settled(row: Any) -> bool:
-    """A known file with nothing left to do while its bytes stay the same: OK with its vectors, or
-    failed on bytes that were read (decoding them again would fail again)."""
-    return bool(row.has_vectors) if row.status == FileStatus.OK else row.content_hash is not None
-
-
-def _record_unreadable(
-    s: Session, failed: list[tuple[FoundFile, int, Any, str]], root_paths: dict[int, Path | str], summary: IndexSummary
-) -> np.ndarray:
-    """Files that could not be read become failed rows without a content hash (read again next run);
-    an older version's vectors go. Returns those segment ids, to drop from the vector index."""
     for f, _root_id, _row, reason in failed:
         summary.failed += 1
         summary.errors.append({"path": f.path, "reason": reason})
-    stale = _delete_segments(s, [row.id for _, _, row, _ in failed if row is not None])
-    for f, root_id, row, reason in failed:
-        values: dict[str, Any] = {"size": f.size, "mtime_ns": f.mtime_ns, "content_hash": None}
-        values.update(status=FileStatus.FAILED, error=reason, indexed_at=utcnow())
-        if row is None:
-            words = search_text(f.path, root_paths[root_id], EmbeddedText())
-            s.execute(insert(FileRow).values(root_id=root_id, path=f.path, search_text=words, **values))
-        else:
-            s.execute(update(FileRow).where(FileRow.id == row.id).values(**values))
-    return stale
+    with writes(catalog) as w:
+        for file_id, f in touched:
+            w.touch(file_id, f.size, f.mtime_ns)
+        for file_id, f, root_id in moves:
+            w.move_file(file_id, f.path, root_id, root_paths[root_id], f.size, f.mtime_ns)
+        w.remove_files(removed_ids)
+        # Files that could not be read become failed rows without a content hash (read again next run).
+        for f, root_id, row, reason in failed:
+            existing = row.id if row is not None else None
+            w.record_unreadable(existing, root_id, root_paths[root_id], f.path, f.size, f.mtime_ns, reason)
+    return jobs
 
 
-def _ensure_roots(catalog: Catalog, roots: list[Path | str]) -> list[int]:
-    ids = []
-    with catalog.session() as s:
-        for root in roots:
-            row = s.scalars(select(Root).where(Root.path == str(root))).one_or_none()
-            if row is None:
-                row = Root(path=str(root))
-                s.add(row)
-                s.flush()
-            ids.append(row.id)
-    return ids
+def _settled(row: KnownFile) -> bool:
+    """A known file with nothing left to do while its bytes stay the same: OK with its vectors, or
+    failed on bytes that were read (decoding them again would fail again)."""
+    return bool(row.has_vectors) if row.status == FileStatus.OK else row.content_hash is not None
 
 
 def _hash_all(paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -326,22 +276,6 @@ def _hash_all(paths: list[str]) -> tuple[dict[str, str], dict[str, str]]:
             else:
                 digests[path] = digest
     return digests, unreadable
-
-
-def _delete_segments(s: Session, file_ids: Sequence[int]) -> np.ndarray:
-    """Delete the files' segments; returns their ids, to drop from the vector index."""
-    if not file_ids:
-        return np.zeros(0, dtype=np.int64)
-    seg_ids = np.fromiter(s.scalars(select(SegmentRow.id).where(SegmentRow.file_id.in_(file_ids))), dtype=np.int64)
-    s.execute(delete(SegmentRow).where(SegmentRow.file_id.in_(file_ids)))
-    return seg_ids
-
-
-def _delete_files(s: Session, file_ids: Sequence[int]) -> np.ndarray:
-    seg_ids = _delete_segments(s, file_ids)
-    if file_ids:
-        s.execute(delete(FileRow).where(FileRow.id.in_(file_ids)))
-    return seg_ids
 
 
 # --- the embedding loop ---------------------------------------------------------------------------
@@ -472,65 +406,43 @@ class CatalogWriter:
         """Write finished files (rows, segments, vectors) in one transaction, then update FAISS."""
         if not self.ready:
             return
-        new_ids: list[int] = []
-        new_vectors: list[np.ndarray] = []
-        stale: list[np.ndarray] = []
-        with self.catalog.session() as s:
+        with writes(self.catalog) as w:
             for st in self.ready:
-                values = self._file_values(st)
-                if st.job.existing_id is None:
-                    file_id = s.execute(insert(FileRow).values(**values).returning(FileRow.id)).scalar_one()
-                else:
-                    # Updated in place: the file keeps its id (tags, links), its old segments go.
-                    file_id = st.job.existing_id
-                    stale.append(_delete_segments(s, [file_id]))
-                    s.execute(update(FileRow).where(FileRow.id == file_id).values(**values))
                 if st.error is not None:
+                    w.put_file(st.job.existing_id, self._facts(st), (), ())
                     self.summary.failed += 1
                     self.summary.errors.append({"path": st.job.found.path, "reason": st.error})
                     continue
-                segs = [
-                    SegmentRow(file_id=file_id, start_s=a, end_s=b, vector=vector_to_bytes(v))
-                    for (a, b), v in zip(st.bounds, st.vectors, strict=True)
-                ]
-                s.add_all(segs)
-                s.flush()
-                new_ids.extend(seg.id for seg in segs)
-                new_vectors.extend(st.vectors)
-                self.summary.segments += len(segs)
+                file_id = w.put_file(st.job.existing_id, self._facts(st), st.bounds, st.vectors)
+                self.summary.segments += len(st.bounds)
                 self.summary.audio_seconds += st.info.duration_s if st.info else 0.0
                 self.summary.changed_file_ids.append(file_id)
                 if st.job.existing_id is None:
                     self.summary.added += 1
                 else:
                     self.summary.updated += 1
-        if stale:
-            self.catalog.index.remove(np.concatenate(stale))
-        if new_ids:
-            self.catalog.index.add(np.asarray(new_ids, dtype=np.int64), np.stack(new_vectors))
         self.ready = []
         self.last_commit = time.monotonic()
 
     @staticmethod
-    def _file_values(st: FileResult) -> dict[str, Any]:
+    def _facts(st: FileResult) -> FileFacts:
         f, info = st.job.found, st.info
-        return {
-            "root_id": st.job.root_id,
-            "path": f.path,
-            "size": f.size,
-            "mtime_ns": f.mtime_ns,
-            "content_hash": st.job.content_hash,
-            "duration_s": info.duration_s if info else None,
-            "sample_rate": info.sample_rate if info else None,
-            "channels": info.channels if info else None,
-            "format": info.format if info else None,
-            "status": FileStatus.OK if st.error is None else FileStatus.FAILED,
-            "error": st.error,
-            "indexed_at": utcnow(),
-            "title": st.embedded.title,
-            "comment": st.embedded.comment,
-            "search_text": search_text(f.path, st.job.root, st.embedded),
-        }
+        return FileFacts(
+            root_id=st.job.root_id,
+            path=f.path,
+            size=f.size,
+            mtime_ns=f.mtime_ns,
+            content_hash=st.job.content_hash,
+            status=FileStatus.OK if st.error is None else FileStatus.FAILED,
+            error=st.error,
+            duration_s=info.duration_s if info else None,
+            sample_rate=info.sample_rate if info else None,
+            channels=info.channels if info else None,
+            format=info.format if info else None,
+            title=st.embedded.title,
+            comment=st.embedded.comment,
+            search_text=search_text(f.path, st.job.root, st.embedded),
+        )
 
 
 def _estimated_seconds(job: IndexJob) -> float:

@@ -21,9 +21,9 @@ from sqlalchemy import delete, insert
 
 from api.cli import main
 from indexer import load_encoder
-from indexer.doctor import LOST_VECTORS, diagnose, integrity_problems
 from indexer.pipeline import IndexOptions, index_paths
 from storage.catalog import Catalog, CatalogStorageError, FileStatus, vector_to_bytes
+from storage.doctor import LOST_VECTORS, diagnose, integrity_problems
 from storage.index_file import read_identity
 from storage.salvage import salvage
 from storage.schema import FileRow, Root, SegmentRow, Setting

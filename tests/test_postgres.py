@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from api.cli import main
-from indexer.doctor import diagnose
 from indexer.pipeline import index_paths
 from search.engine import Engine, Hit
 from search.query import Filters
 from storage.catalog import Catalog
+from storage.doctor import diagnose
 from tests.planted import PlantedEncoder, tone, write
 from tests.test_api import build_library
 

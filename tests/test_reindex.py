@@ -23,9 +23,10 @@ from api.cli import main
 from indexer import load_encoder
 from indexer.encoders.base import Encoder
 from indexer.pipeline import IndexOptions, index_paths
-from indexer.reindex import TARGET_KEY, reindex
+from indexer.reindex import reindex
 from storage.catalog import Catalog
 from storage.schema import SegmentRow, StagedFile, StagedSegment
+from storage.staging import TARGET_KEY
 from tests.conftest import tone_mix
 from tests.planted import PlantedEncoder, tone, write
 from tests.test_indexer import assert_index_agrees, snapshot
@@ -38,6 +39,7 @@ KILLER = """
 import functools, os, signal, sys
 from api.cli import main
 from indexer import reindex
+from storage import staging
 from storage.catalog import Catalog
 from indexer.encoders import registry
 
@@ -57,12 +59,12 @@ if point.startswith("staged-"):
             die()
     reindex._StagingWriter.commit = commit_then_die
 elif point == "in-swap":  # inside the swap's transaction, its writes flushed but not committed
-    write = reindex.write_binding
+    write = staging.write_binding
     def write_then_die(session, binding):
         write(session, binding)
         session.flush()
         die()
-    reindex.write_binding = write_then_die
+    staging.write_binding = write_then_die
 elif point == "after-swap":  # committed, the FAISS file still the old model's
     Catalog.rebuild_index = die
 sys.exit(main(argv))

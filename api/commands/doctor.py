@@ -1,4 +1,4 @@
-"""`soundsearch doctor [--repair]`: check a catalog and mend what can be mended (see `indexer.doctor`)."""
+"""`soundsearch doctor [--repair]`: check a catalog and mend what can be mended (see `storage.doctor`)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def register(sub: Any) -> None:
 
 def run_doctor(args: argparse.Namespace) -> int:
     """Exit status 0 when the catalog is healthy (or was repaired), 1 when a problem remains."""
-    from indexer.doctor import diagnose
     from storage.catalog import resolve_home
+    from storage.doctor import diagnose
 
     findings = diagnose(resolve_home(args.home), args.db_url, repair=args.repair)
     healthy = all(f.healthy for f in findings)

@@ -28,7 +28,7 @@ import numpy as np
 from sqlalchemy import create_engine, delete, exists, inspect, make_url, select, update
 from sqlalchemy.exc import DBAPIError
 
-from indexer import reindex
+from storage import staging
 from storage.catalog import DB_NAME, INDEX_NAME, SQLITE_DAMAGED_CODES, Catalog, CatalogError, FileStatus
 from storage.salvage import salvage
 from storage.schema import SCHEMA_VERSION, FileRow, SegmentRow, schema_version
@@ -220,7 +220,7 @@ def _check_vector_index(catalog: Catalog, *, repair: bool) -> Finding:
 
 
 def _check_reindex(catalog: Catalog) -> Finding:
-    unfinished = reindex.pending(catalog)
+    unfinished = staging.pending(catalog)
     if unfinished is None:
         return Finding("reindex", True, "none in progress")
     model, staged, total = unfinished
