@@ -128,3 +128,31 @@ def test_words_split_like_fts5_unicode61() -> None:
     assert {fid for fid, _ in index.search("cafe", 5)} == {1}
     assert {fid for fid, _ in index.search("école", 5)} == {3}
     assert index.search("dog", 0) == []
+
+
+def test_every_gateway_write_reaches_another_handles_search(tmp_path: Path, db_url: str | None) -> None:
+    """The storage operations the layers above call (an indexing run's writes, a move, captions, tags, a
+    removal) keep full-text search current by themselves: a reader sees each after a refresh."""
+    from storage.writer import FileFacts, ensure_roots, writes
+
+    def ids(catalog: Catalog, query: str) -> list[int]:
+        assert catalog.refresh()
+        return [fid for fid, _ in catalog.text.search(query, 5)]
+
+    with Catalog.open(tmp_path, db_url=db_url) as reader, Catalog.open(tmp_path, db_url=db_url) as writer:
+        writer.bind_model("m", 2, 10.0, 5.0)
+        (root_id,) = ensure_roots(writer, ["/lib"])
+        facts = FileFacts(root_id, "/lib/kettle.wav", 1, 1, "h", "ok", None, 1.0, 8000, 1, "WAV", None, None, "kettle")
+        with writes(writer) as w:
+            fid = w.put_file(None, facts, [(0.0, 1.0)], [np.array([1.0, 0.0], dtype=np.float32)])
+        assert ids(reader, "kettle") == [fid] and reader.vector_count() == 1
+        with writes(writer) as w:
+            w.move_file(fid, "/lib/teapot/whistle.wav", root_id, "/lib", 1, 2)
+        assert ids(reader, "whistle") == [fid] and ids(reader, "teapot") == [fid]
+        writer.set_captions({fid: "steam hisses from a spout"})
+        assert ids(reader, "spout") == [fid]
+        writer.set_tags("user", {fid: [("boiling", 1.0)]})
+        assert ids(reader, "boiling") == [fid]
+        with writes(writer) as w:
+            w.remove_files([fid])
+        assert ids(reader, "spout") == [] and reader.vector_count() == 0
