@@ -117,8 +117,8 @@ def build(
         for start in range(0, len(segs), 20_000):
             s.execute(insert(SegmentRow), segs[start : start + 20_000])
     catalog.save_index()
-    if catalog._rebuild is not None:
-        catalog._rebuild.join()  # measure the index the catalog settles on, not the rebuild's CPU
+    if catalog.index_rebuild is not None:
+        catalog.index_rebuild.join()  # measure the index the catalog settles on, not the rebuild's CPU
     return catalog
 
 

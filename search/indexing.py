@@ -19,7 +19,6 @@ from indexer.encoders.base import Encoder
 from indexer.pipeline import Executor, IndexOptions, IndexSummary, Progress, index_paths
 from search.tagger import apply_enabled_taggers
 from storage.catalog import Catalog
-from storage.index_choice import maybe_rebuild
 
 
 class RunProgress(Progress):
@@ -67,5 +66,5 @@ def index_library(
             steps.stage("captioning")
             result.captioned = len(caption_catalog_files(catalog, captioner(), changed))
     steps.stage("planning the vector index")
-    maybe_rebuild(catalog)  # a new size (or memory budget) may call for another index type
+    catalog.maybe_rebuild_index()  # a new size (or memory budget) may call for another index type
     return result

@@ -395,7 +395,7 @@ class Catalog:
             if why is not None:
                 log.warning("vector index %s is not used: %s; rebuilding it from the database", self.index_path, why)
             return self._built_from_database(save=why is not None)
-        index_choice.restore_tuning(index, index_choice.index_state(self))
+        index_choice.restore_tuning(index, self.index_state())
         index.accelerate()  # GPU search when there is a GPU; a no-op otherwise
         added, removed = self._reconcile(index)
         if added or removed:
@@ -420,9 +420,9 @@ class Catalog:
         self._index = self._built_from_database(save=True)
 
     def segment_ids(self) -> IdArray:
-        """Every segment id in the database (the ids the vector index must hold)."""
+        """Every segment id in the database (the ids the vector index must hold), ascending."""
         with Session(self.engine) as s:
-            return np.fromiter(s.scalars(select(SegmentRow.id)), dtype=np.int64)
+            return np.fromiter(s.scalars(select(SegmentRow.id).order_by(SegmentRow.id)), dtype=np.int64)
 
     def _reconcile(self, index: FaissIndex) -> tuple[int, int]:
         """Make the index hold exactly the database's segments; returns (added, removed)."""
@@ -487,7 +487,61 @@ class Catalog:
         if not self.writable:
             raise CatalogError("catalog was opened read-only")
         self._save(self.index)
-        index_choice.maybe_rebuild(self)  # in the background, when the catalog outgrew its index
+        self.maybe_rebuild_index()  # in the background, when the catalog outgrew its index
+
+    # --- index planning and background rebuilds (storage.index_choice) -----------------------------
+
+    def index_budget(self) -> int:
+        """The vector index's memory budget: the policy's, else the catalog's `--max-index-memory`, else
+        the default (`index_choice.default_memory_budget`)."""
+        if self.index_policy.max_memory_bytes:
+            return self.index_policy.max_memory_bytes
+        stored = self.settings().get(index_choice.BUDGET_SETTING_KEY)
+        return index_choice.parse_bytes(stored) if stored else index_choice.default_memory_budget()
+
+    def set_index_budget(self, budget: str | int | None) -> None:
+        """Record the catalog's `--max-index-memory` (None: back to the default)."""
+        with self.session() as s:
+            if budget is None:
+                row = s.get(Setting, index_choice.BUDGET_SETTING_KEY)
+                if row is not None:
+                    s.delete(row)
+            else:
+                s.merge(Setting(key=index_choice.BUDGET_SETTING_KEY, value=str(index_choice.parse_bytes(budget))))
+
+    def index_state(self) -> index_choice.IndexState | None:
+        """What the last rebuild recorded about the index (plan, tuning, measured recall)."""
+        text = self.settings().get(index_choice.SETTING_KEY)
+        return index_choice.IndexState.from_json(text) if text else None
+
+    def record_index_state(self, state: index_choice.IndexState) -> None:
+        with self.session() as s:
+            s.merge(Setting(key=index_choice.SETTING_KEY, value=state.to_json()))
+
+    @property
+    def index_rebuild(self) -> index_choice.Rebuild | None:
+        """The latest rebuild started by `maybe_rebuild_index` (running or done), if any."""
+        return self._rebuild
+
+    def maybe_rebuild_index(self, *, background: bool = True) -> index_choice.Rebuild | None:
+        """Start a rebuild when the catalog's size (or budget) calls for another index (`index_choice`)."""
+        if self._rebuild is not None and self._rebuild.running:
+            return None
+        if not self.writable or self.binding is None:
+            return None
+        plan = index_choice.plan_rebuild(self.index, self.index_budget(), self.index_policy)
+        if plan is None:
+            return None
+        job = self._rebuild = index_choice.Rebuild(self, plan)
+        return job.start() if background else job.run()
+
+    def swap_index(self, serving: FaissIndex, new: FaissIndex) -> None:
+        """Swap a rebuilt index in for `serving`, caught up with the database under the index's lock, and
+        save it. Refused when `serving` is no longer the loaded index (rebound or reloaded meanwhile)."""
+        if self._index is not serving:
+            raise RuntimeError("the catalog's index changed during the rebuild")
+        serving.replace_with(new, catch_up=lambda idx: self._reconcile(idx) and None)
+        self.save_index()
 
     def _save(self, index: FaissIndex) -> None:
         binding = self.binding
@@ -692,8 +746,20 @@ class Catalog:
             if self.engine.dialect.name == "sqlite" and db_file.exists()
             else None,
             index_bytes=self.index_path.stat().st_size if self.index_path.exists() else None,
-            **index_choice.status_fields(self),
+            **self._index_status(),
         )
+
+    def _index_status(self) -> dict[str, Any]:
+        """What `soundsearch status` shows about the index: memory, measured recall@10, why this kind."""
+        index = self.index
+        state = self.index_state()
+        matches = state is not None and state.kind == index.kind
+        return {
+            "index_memory_bytes": index.memory_bytes(),
+            "index_memory_budget": self.index_budget(),
+            "index_recall_at_10": (state.recall_at_10 if matches and state else (1.0 if index.exact else None)),
+            "index_reason": state.reason if matches and state else None,
+        }
 
 
 def write_binding(session: Session, b: ModelBinding) -> None:

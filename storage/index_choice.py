@@ -22,12 +22,13 @@ whose recall@10 against exact search on held-out queries reaches the target (dou
 as autofaiss does), and returns the recall measured. For PQ it also lengthens the short list re-ranked
 with exact vectors when probing more lists stops helping (recorded in the catalog's settings).
 
-`maybe_rebuild(catalog)` (called after each index save) starts a background thread when the plan for the
-catalog's current size differs from the index it has (a new kind, an IVF whose `nlist` is 4× off, an HNSW
-with > 20 % tombstones). The thread builds the new index from the database's vectors while the old one
-keeps serving; then `FaissIndex.replace_with` catches it up with the database and swaps it in under the
-index's lock, the file is saved atomically, and the plan with its measured recall@10 is recorded in the
-catalog's settings (`soundsearch status` shows it).
+`Catalog.maybe_rebuild_index()` (called after each index save) starts a background `Rebuild` when
+`plan_rebuild` finds that the plan for the catalog's current size differs from the index it has (a new
+kind, an IVF whose `nlist` is 4× off, an HNSW with > 20 % tombstones). The thread builds the new index from
+the database's vectors while the old one keeps serving; then the catalog (the rebuild's `IndexHost`)
+catches it up with the database and swaps it in under the index's lock (`FaissIndex.replace_with`), the
+file is saved atomically, and the plan with its measured recall@10 is recorded in the catalog's settings
+(`soundsearch status` shows it).
 """
 
 from __future__ import annotations
@@ -41,16 +42,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 import faiss
 import numpy as np
 
 from indexer.types import FloatArray
 from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index
-
-if TYPE_CHECKING:
-    from storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -356,33 +354,24 @@ def _tune_knob(
     return TuneResult(name, value, tried[value], tuple(sorted(tried.items())))
 
 
-# --- the catalog's background rebuild ----------------------------------------------------------------
+# --- the background rebuild ----------------------------------------------------------------------
 
 
-def catalog_budget(catalog: Catalog) -> int:
-    policy: IndexPolicy = getattr(catalog, "index_policy", IndexPolicy())
-    if policy.max_memory_bytes:
-        return policy.max_memory_bytes
-    stored = catalog.settings().get(BUDGET_SETTING_KEY)
-    return parse_bytes(stored) if stored else default_memory_budget()
+class IndexHost(Protocol):
+    """What a rebuild needs from the catalog that serves the index (`storage.catalog.Catalog`)."""
 
+    index_policy: IndexPolicy
 
-def set_memory_budget(catalog: Catalog, budget: str | int | None) -> None:
-    """Record the catalog's `--max-index-memory` (None: back to the default)."""
-    from storage.schema import Setting
+    @property
+    def index(self) -> FaissIndex: ...
 
-    with catalog.session() as s:
-        if budget is None:
-            row = s.get(Setting, BUDGET_SETTING_KEY)
-            if row is not None:
-                s.delete(row)
-        else:
-            s.merge(Setting(key=BUDGET_SETTING_KEY, value=str(parse_bytes(budget))))
+    def segment_ids(self) -> IdArray: ...
 
+    def vectors(self, segment_ids: IdArray) -> FloatArray: ...
 
-def index_state(catalog: Catalog) -> IndexState | None:
-    text = catalog.settings().get(SETTING_KEY)
-    return IndexState.from_json(text) if text else None
+    def swap_index(self, serving: FaissIndex, new: FaissIndex) -> None: ...
+
+    def record_index_state(self, state: IndexState) -> None: ...
 
 
 def restore_tuning(index: FaissIndex, state: IndexState | None) -> None:
@@ -406,16 +395,26 @@ def rebuild_reason(index: FaissIndex, plan: IndexPlan, policy: IndexPolicy) -> s
     return None
 
 
-class Rebuild:
-    """One background rebuild of a catalog's index (a thread); `join()` waits for it."""
+def plan_rebuild(index: FaissIndex, budget: int, policy: IndexPolicy) -> IndexPlan | None:
+    """The index to rebuild `index` as, when its size (or the budget) calls for another (`rebuild_reason`)."""
+    plan = choose_index(index.count(), index.dim, budget, policy)
+    why = rebuild_reason(index, plan, policy)
+    if why is None:
+        return None
+    log.info("rebuilding the vector index in the background: %s; %s", why, plan.reason)
+    return plan
 
-    def __init__(self, catalog: Catalog, plan: IndexPlan, *, before_swap: Callable[[], None] | None = None) -> None:
-        self.catalog = catalog
+
+class Rebuild:
+    """One rebuild of a catalog's index, in a thread (`start`, then `join()` waits for it) or here (`run`)."""
+
+    def __init__(self, host: IndexHost, plan: IndexPlan, *, before_swap: Callable[[], None] | None = None) -> None:
+        self.host = host
         self.plan = plan
         self.before_swap = before_swap
         self.state: IndexState | None = None
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="soundsearch-index-rebuild", daemon=True)
+        self.thread = threading.Thread(target=self.run, name="soundsearch-index-rebuild", daemon=True)
 
     def start(self) -> Rebuild:
         self.thread.start()
@@ -429,59 +428,32 @@ class Rebuild:
     def running(self) -> bool:
         return self.thread.is_alive()
 
-    def _run(self) -> None:
+    def run(self) -> Rebuild:
         try:
-            self.state = rebuild_now(self.catalog, self.plan, before_swap=self.before_swap)
+            self.state = rebuild_now(self.host, self.plan, before_swap=self.before_swap)
         except BaseException as exc:  # reported, never raised into the serving threads
             self.error = exc
             log.exception("background index rebuild failed; the previous index keeps serving")
+        return self
 
 
-def maybe_rebuild(catalog: Catalog, *, background: bool = True) -> Rebuild | None:
-    """Start a rebuild if the catalog's size calls for another index (see `rebuild_reason`)."""
-    current: Rebuild | None = getattr(catalog, "_rebuild", None)
-    if current is not None and current.running:
-        return None
-    if not catalog.writable or catalog.binding is None:
-        return None
-    policy: IndexPolicy = getattr(catalog, "index_policy", IndexPolicy())
-    index = catalog.index
-    plan = choose_index(index.count(), index.dim, catalog_budget(catalog), policy)
-    why = rebuild_reason(index, plan, policy)
-    if why is None:
-        return None
-    log.info("rebuilding the vector index in the background: %s; %s", why, plan.reason)
-    job = Rebuild(catalog, plan)
-    catalog._rebuild = job
-    if background:
-        return job.start()
-    job._run()
-    return job
-
-
-def rebuild_now(catalog: Catalog, plan: IndexPlan, *, before_swap: Callable[[], None] | None = None) -> IndexState:
+def rebuild_now(host: IndexHost, plan: IndexPlan, *, before_swap: Callable[[], None] | None = None) -> IndexState:
     """Build `plan` from the database's vectors, tune it, swap it in, save it, record its state."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
-    from storage.schema import SegmentRow, Setting
-
-    policy: IndexPolicy = getattr(catalog, "index_policy", IndexPolicy())
+    policy = host.index_policy
     t0 = time.perf_counter()
-    serving = catalog.index
-    with Session(catalog.engine) as s:
-        ids = np.fromiter(s.scalars(select(SegmentRow.id).order_by(SegmentRow.id)), dtype=np.int64)
+    serving = host.index
+    ids = host.segment_ids()
     plan = choose_index(len(ids), plan.dim, plan.budget_bytes, policy) if len(ids) != plan.n_vectors else plan
     rng = np.random.default_rng(0)
-    train = catalog.vectors(np.sort(rng.choice(ids, plan.train_size, replace=False))) if plan.train_size else None
+    train = host.vectors(np.sort(rng.choice(ids, plan.train_size, replace=False))) if plan.train_size else None
     query_ids = np.sort(rng.choice(ids, min(policy.tune_queries, len(ids)), replace=False))
-    queries = catalog.vectors(query_ids)
+    queries = host.vectors(query_ids)
     truth = ExactNeighbours(queries, RECALL_K + 1)
 
     def chunks() -> Iterator[tuple[IdArray, FloatArray]]:
         for start in range(0, len(ids), 20_000):
             chunk = ids[start : start + 20_000]
-            vectors = catalog.vectors(chunk)
+            vectors = host.vectors(chunk)
             truth.add(chunk, vectors)
             yield chunk, vectors
 
@@ -490,10 +462,7 @@ def rebuild_now(catalog: Catalog, plan: IndexPlan, *, before_swap: Callable[[], 
     tuned = tune(new, queries, truth.result()[1], policy.recall_target, exclude=query_ids)
     if before_swap is not None:
         before_swap()
-    if catalog._index is not serving:  # the catalog was rebound or reloaded meanwhile: drop this build
-        raise RuntimeError("the catalog's index changed during the rebuild")
-    serving.replace_with(new, catch_up=lambda idx: catalog._reconcile(idx) and None)
-    catalog.save_index()
+    host.swap_index(serving, new)
     state = IndexState(
         kind=plan.kind,
         factory=plan.factory,
@@ -507,22 +476,8 @@ def rebuild_now(catalog: Catalog, plan: IndexPlan, *, before_swap: Callable[[], 
         build_s=round(time.perf_counter() - t0, 3),
         rerank_factor=tuned.rerank_factor,
     )
-    with catalog.session() as s:
-        s.merge(Setting(key=SETTING_KEY, value=state.to_json()))
+    host.record_index_state(state)
     log.info(
         "vector index rebuilt: %s, recall@10 %.3f in %.1f s", serving.description, tuned.recall_at_10, state.build_s
     )
     return state
-
-
-def status_fields(catalog: Catalog) -> dict[str, Any]:
-    """What `soundsearch status` shows about the index: memory, measured recall@10, why this kind."""
-    index = catalog.index
-    state = index_state(catalog)
-    matches = state is not None and state.kind == index.kind
-    return {
-        "index_memory_bytes": index.memory_bytes(),
-        "index_memory_budget": catalog_budget(catalog),
-        "index_recall_at_10": (state.recall_at_10 if matches and state else (1.0 if index.exact else None)),
-        "index_reason": state.reason if matches and state else None,
-    }

@@ -180,11 +180,11 @@ def test_saving_a_grown_catalog_starts_the_rebuild(tmp_path: Path) -> None:
         small = _vectors(400, 3)
         catalog.index.add(_add_segments(catalog, small, 1), small)
         catalog.save_index()
-        assert catalog._rebuild is None  # 400 vectors: exact is right
+        assert catalog.index_rebuild is None  # 400 vectors: exact is right
         more = _vectors(1600, 4)
         catalog.index.add(_add_segments(catalog, more, 1000), more)
         catalog.save_index()  # what the indexing pipeline does after each batch
-        assert catalog._rebuild is not None
-        catalog._rebuild.join(60)
+        assert catalog.index_rebuild is not None
+        catalog.index_rebuild.join(60)
         assert catalog.index.kind == "ivf_flat" and catalog.index.count() == 2000
-        assert index_choice.index_state(catalog) is not None
+        assert catalog.index_state() is not None

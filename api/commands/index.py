@@ -110,10 +110,8 @@ def _add_budget_option(p: argparse.ArgumentParser) -> None:
 
 def _apply_budget(catalog: Any, args: argparse.Namespace) -> None:
     """Record a new budget; the index is re-planned after the run (the catalog waits for it on close)."""
-    from storage.index_choice import set_memory_budget
-
     if hasattr(args, "max_index_memory"):
-        set_memory_budget(catalog, args.max_index_memory)
+        catalog.set_index_budget(args.max_index_memory)
 
 
 def run_index(args: argparse.Namespace) -> int:
@@ -171,7 +169,6 @@ def run_reindex(args: argparse.Namespace) -> int:
     from indexer.encoders.registry import load_encoder
     from indexer.pipeline import IndexOptions
     from indexer.reindex import reindex
-    from storage.index_choice import maybe_rebuild
 
     with open_catalog(args) as catalog:
         encoder = load_encoder(args.model, device=args.device)
@@ -182,7 +179,7 @@ def run_reindex(args: argparse.Namespace) -> int:
             progress=TqdmProgress(enabled=not args.json),
         )
         _apply_budget(catalog, args)  # after the run: a reindex refused by the lock changes nothing
-        maybe_rebuild(catalog)
+        catalog.maybe_rebuild_index()
     if args.json:
         print_json(summary.to_dict())
     else:
