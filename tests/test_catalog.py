@@ -116,3 +116,32 @@ def test_corrupt_index_file_is_rebuilt_from_the_database(tmp_path: Path, db_url:
         assert catalog.index.count() == 1
         hits = catalog.search_vectors(np.ones(4, dtype=np.float32) / 2, 5)
         assert len(hits) == 1 and hits[0][1] == pytest.approx(1.0)
+
+
+def test_file_vectors_pool_every_stored_segment_even_ahead_of_the_index(tmp_path: Path) -> None:
+    """One read of per-file vectors for every caller (search by example, duplicates, tagger, zero-shot):
+    the renormalised mean of the file's stored segment vectors, also for segments another handle committed
+    after this one loaded its index; failed files and unknown ids are left out."""
+    from storage.writer import FileFacts, ensure_roots, writes
+
+    def facts(root_id: int, name: str, status: str = "ok") -> FileFacts:
+        return FileFacts(root_id, f"/lib/{name}", 1, 1, name, status, None, 1.0, 8000, 1, "WAV", None, None, name)
+
+    def unit(*v: float) -> np.ndarray:
+        x = np.array(v, dtype=np.float32)
+        return x / np.linalg.norm(x)
+
+    with Catalog.open(tmp_path) as reader, Catalog.open(tmp_path) as writer:
+        writer.bind_model("m", 3, 10.0, 5.0)
+        (root,) = ensure_roots(writer, ["/lib"])
+        with writes(writer) as w:
+            a = w.put_file(None, facts(root, "a.wav"), [(0.0, 10.0), (5.0, 15.0)], [unit(1, 0, 0), unit(0, 1, 0)])
+            w.put_file(None, facts(root, "bad.wav", "failed"), (), ())
+        assert reader.vector_count() == 2  # loaded now
+        with writes(writer) as w:
+            b = w.put_file(None, facts(root, "b.wav"), [(0.0, 10.0)], [unit(0, 0, 1)])
+        ids, vectors = reader.file_vectors()
+        assert ids.tolist() == [a, b]
+        np.testing.assert_allclose(vectors, [unit(1, 1, 0), unit(0, 0, 1)], atol=1e-6)
+        assert reader.file_vectors([b, 999])[0].tolist() == [b]
+        np.testing.assert_allclose(reader.segment_vectors(writer.segment_ids()), writer.vectors(writer.segment_ids()))
