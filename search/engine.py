@@ -277,7 +277,7 @@ class Engine:
         if not ranked:
             return []
         ids = [r.file_id for r in ranked]
-        files = self.catalog.files_by_id(ids)
+        files = self.catalog.summaries(ids)
         notes = self.catalog.annotations(ids)
         hits = []
         for r in ranked:
