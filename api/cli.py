@@ -20,6 +20,7 @@ from indexer.errors import SoundsearchError
 COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.index",
     "api.commands.search",
+    "api.commands.export",
     "api.commands.eval",
     "api.commands.synth",
     "api.commands.tagger",
