@@ -18,6 +18,8 @@ const MEDIA_TYPES = {
   WAV: "audio/wav", WAVEX: "audio/wav", RF64: "audio/wav", FLAC: "audio/flac", OGG: "audio/ogg",
   MP3: "audio/mpeg", AIFF: "audio/aiff",
 };
+// Lossy sources cannot be cut sample-exactly: their regions come re-encoded to WAV (32-bit float), and say so.
+const LOSSY_FORMATS = new Set(["OGG", "MP3"]);
 const DRAG_PX = 4; // a press that moves less than this is a click (play from there), not a region
 const MIN_REGION_S = 0.01;
 const MAX_RECORD_S = 10;
@@ -182,7 +184,6 @@ function renderHit(hit, i) {
   clear.setAttribute("aria-label", `Clear the region of ${hit.name}`);
   clear.addEventListener("click", (e) => { e.stopPropagation(); clearRegion(); });
   const exportLink = row.querySelector(".export");
-  exportLink.title = "Download it, or drag it onto the desktop or into a DAW";
   exportLink.addEventListener("click", (e) => e.stopPropagation());
   exportLink.addEventListener("dragstart", (e) => dragOut(e, hit));
   showRegion(row, hit);
@@ -411,34 +412,56 @@ function showRegion(row, hit) {
   const loop = row.querySelector(".loop");
   loop.setAttribute("aria-pressed", String(looping));
   loop.textContent = looping ? "Stop loop" : "Loop";
-  const { url, filename } = exportTarget(hit);
+  const { url, filename, reencoded } = exportTarget(hit);
   const link = row.querySelector(".export");
   link.href = url;
   link.download = filename;
-  link.textContent = region ? "Export region" : "Export file";
-  link.setAttribute("aria-label", `${link.textContent} ${filename}`);
+  link.textContent = !region ? "Export file" : reencoded ? "Export region (WAV)" : "Export region";
+  link.title = reencoded
+    ? `${hit.format} is lossy: the region is decoded and re-encoded to 32-bit float WAV. Click, or drag it into a DAW.`
+    : "Download it, or drag it onto the desktop or into a DAW";
+  link.setAttribute("aria-label", `${link.textContent}: ${filename}`);
+}
+
+function lossy(hit) {
+  return LOSSY_FORMATS.has((hit.format || "").toUpperCase());
+}
+
+// Seconds as the server names cuts: to the millisecond, without trailing zeros (22, 22.5, 22.125).
+function seconds(value) {
+  return value.toFixed(3).replace(/\.?0+$/, "");
 }
 
 function cutUrl(hit, region) {
-  return `${hit.audio_url}?start=${region.start.toFixed(3)}&end=${region.end.toFixed(3)}`;
+  const url = `${hit.audio_url}?start=${seconds(region.start)}&end=${seconds(region.end)}`;
+  return lossy(hit) ? `${url}&reencode=wav` : url;
 }
 
-// What Export and a drag out deliver: the region's cut, or the whole file when there is no region.
+// What Export and a drag out deliver: the region's cut (named as the server names it), or the whole
+// file when there is no region.
 function exportTarget(hit) {
   const region = regionOf(hit);
-  if (!region) return { url: hit.audio_url, filename: hit.name };
+  const format = (hit.format || "").toUpperCase();
+  if (!region) return { url: hit.audio_url, filename: hit.name, mime: MEDIA_TYPES[format], reencoded: false };
   const dot = hit.name.lastIndexOf(".");
-  const stem = dot > 0 ? hit.name.slice(0, dot) : hit.name, extension = dot > 0 ? hit.name.slice(dot) : "";
-  return { url: cutUrl(hit, region), filename: `${stem}_${region.start.toFixed(3)}-${region.end.toFixed(3)}${extension}` };
+  const stem = dot > 0 ? hit.name.slice(0, dot) : hit.name;
+  const reencoded = lossy(hit);
+  const extension = reencoded ? ".wav" : dot > 0 ? hit.name.slice(dot) : "";
+  return {
+    url: cutUrl(hit, region),
+    filename: `${stem}_${seconds(region.start)}-${seconds(region.end)}${extension}`,
+    mime: reencoded ? MEDIA_TYPES.WAV : MEDIA_TYPES[format],
+    reencoded,
+  };
 }
 
 // Chromium turns "DownloadURL" drag data ("mime:filename:url") into a file where it is dropped:
 // the desktop, a file manager, a DAW's track.
 function dragOut(e, hit) {
-  const { url, filename } = exportTarget(hit);
+  const { url, filename, mime } = exportTarget(hit);
   const absolute = new URL(url, location.href).href;
-  const mime = MEDIA_TYPES[(hit.format || "").toUpperCase()] || "application/octet-stream";
-  e.dataTransfer.setData("DownloadURL", `${mime}:${filename.replaceAll(":", "_")}:${absolute}`);
+  const type = mime || "application/octet-stream";
+  e.dataTransfer.setData("DownloadURL", `${type}:${filename.replaceAll(":", "_")}:${absolute}`);
   e.dataTransfer.setData("text/uri-list", absolute);
   e.dataTransfer.effectAllowed = "copy";
 }
