@@ -315,6 +315,7 @@ def test_region_select_loop_export_drag_out(page: Any, shots: Path) -> None:
     assert abs(looped - 6.0) < 0.001
     page.wait_for_function("() => audioContext().currentTime > state.audition.startedAt + 0.3")
     assert 22.0 <= page.evaluate("() => loopPosition(state.audition)") <= 28.0
+    page.screenshot(path=str(shots / "loop.png"))
     page.keyboard.press("l")  # the key stops the loop
     expect(row.locator(".loop")).to_have_attribute("aria-pressed", "false")
     assert page.evaluate("() => state.audition") is None
@@ -337,6 +338,14 @@ def test_region_select_loop_export_drag_out(page: Any, shots: Path) -> None:
     page.locator("body").press("Escape")
     expect(row.locator(".region")).to_be_hidden()
     expect(row.locator(".export")).to_have_text("Export file")
+    # A click on the waveform, without a drag, plays from there (here the middle: 20 s).
+    row.locator(".wave").click()
+    page.wait_for_function(
+        "() => { const p = document.getElementById('player'); return !p.paused && p.currentTime > 0 }"
+    )
+    assert 19.5 <= player(page)["time"] <= 21.0
+    expect(row.locator(".region")).to_be_hidden()
+    page.keyboard.press(" ")
 
     # A FLAC result, its region set from the keyboard (i: start at the playhead) and typed: a FLAC cut.
     search(page, "chime")
