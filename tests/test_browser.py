@@ -432,6 +432,7 @@ def test_microphone_search(playwright: Any, server: str, shots: Path, tmp_path: 
         )
         expect(denied.locator("#message")).to_have_class("message error")
         expect(denied.locator("#record-button")).to_have_attribute("aria-pressed", "false")
+        denied.screenshot(path=str(shots / "microphone-denied.png"))
     finally:
         mic.close()
 
