@@ -26,9 +26,17 @@ class HitOut(BaseModel):
     path: str
     name: str
     folder: str
-    score: float
+    score: float = Field(description="the ranking's own score (reciprocal-rank fusion in hybrid mode): orders the list")
+    audio_score: float | None = Field(
+        description="cosine of the file's best window against the query, -1 to 1; null when only its words matched"
+    )
+    matched_terms: list[str] = Field(description="the query's words found in the file's name, folders, tags or caption")
     start_s: float = Field(description="start of the best-matching segment")
     end_s: float
+    query_start_s: float | None = Field(
+        default=None, description="search by example: where the part of the example that matched best starts"
+    )
+    query_end_s: float | None = None
     duration_s: float | None
     format: str | None
     tags: list[str]

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.commands.common import add_catalog_options, open_catalog, print_json
 from search.query import MODES, Filters
+
+if TYPE_CHECKING:
+    from search.engine import Hit
 
 
 def register(sub: Any) -> None:
@@ -80,17 +83,32 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
-def _print_hits(hits: list[Any], as_json: bool) -> None:
+def format_hit(rank: int, hit: Hit) -> str:
+    """One result as a person reads it: how well the sound matched (cosine of its best window), which of
+    the query's words its name or metadata hold, then the file, where in it, and where in the example.
+    The ranking's own score (a reciprocal-rank fusion value in hybrid mode) only orders the list."""
+    match = [f"{hit.audio_score:.2f} audio"] if hit.audio_score is not None else []
+    if hit.matched_terms:
+        match.append("words: " + ", ".join(hit.matched_terms))
+    how = " · ".join(match) or f"score {hit.score:.4f}"
+    where = ""
+    if hit.duration_s and hit.duration_s > hit.end_s - hit.start_s + 0.01:
+        where = f" at {_clock(hit.start_s)}"
+    if hit.query_start_s is not None and hit.query_end_s is not None:
+        where += f" (example {_clock(hit.query_start_s)}-{_clock(hit.query_end_s)})"
+    tags = f"  [{', '.join(hit.tags[:4])}]" if hit.tags else ""
+    duration = f"{hit.duration_s:.1f}s" if hit.duration_s is not None else "?"
+    return f"{rank:3d}. {how:<24}  {hit.path}  ({duration} {hit.format or ''}){where}{tags}"
+
+
+def _print_hits(hits: list[Hit], as_json: bool) -> None:
     if as_json:
         print_json([h.to_dict() for h in hits])
         return
     if not hits:
         print("no results")
     for i, h in enumerate(hits, 1):
-        where = f"at {_clock(h.start_s)}" if h.duration_s and h.duration_s > h.end_s - h.start_s + 0.01 else ""
-        tags = f"  [{', '.join(h.tags[:4])}]" if h.tags else ""
-        duration = f"{h.duration_s:.1f}s" if h.duration_s is not None else "?"
-        print(f"{i:3d}. {h.score:7.4f}  {h.path}  ({duration} {h.format or ''}) {where}{tags}")
+        print(format_hit(i, h))
 
 
 def run_search(args: argparse.Namespace) -> int:
