@@ -444,3 +444,30 @@ def test_microphone_missing(browser: Any, server: str) -> None:
         "No microphone found: connect one, or search with a recorded file (By example…)."
     )
     page.context.close()
+
+
+def test_readable_scores(page: Any, shots: Path) -> None:
+    """Each hit says how well its sound matched (a meter) and which of the query's words it holds (marked)."""
+    expect = sync_api.expect
+    search(page, "whistle", "hybrid")
+    first = page.locator(".result").first
+    expect(first.locator(".name")).to_have_text("take_001.wav")
+    meter = first.locator(".sound-match")
+    expect(meter).to_have_attribute("role", "meter")
+    assert int(meter.get_attribute("aria-valuenow")) >= 95  # a pure tone in the whistle band
+    expect(meter).to_contain_text("%")
+    expect(first.locator(".word-match mark")).to_have_text(["whistle"])
+    expect(first.locator(".tag mark")).to_have_text(["whistle"])
+    assert first.locator(".score").get_attribute("title").startswith("fused rank score")
+    street = page.locator(".result", has_text="Street_Ambience_Long.wav")
+    expect(street.locator(".caption mark")).to_have_text(["whistle"])
+    referee = page.locator(".result", has_text="Whistle_Referee_02.flac")
+    expect(referee.locator(".name mark")).to_have_text(["Whistle"])
+    page.screenshot(path=str(shots / "scores.png"))
+
+    # Found by its words alone: no sound meter, only the words.
+    search(page, "whistle", "text")
+    first = page.locator(".result").first
+    expect(first.locator(".sound-match")).to_have_count(0)
+    expect(first.locator(".word-match mark")).to_have_text(["whistle"])
+    assert page.script_errors == []
