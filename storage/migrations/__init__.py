@@ -93,6 +93,15 @@ def found(conn: Connection) -> Found:
     return Found(None, int(value) if value is not None else None)
 
 
+def alembic_config(conn: Connection) -> Config:
+    """Alembic's configuration for running revisions on `conn` (no alembic.ini: this package is the script
+    directory, wherever it is installed)."""
+    config = Config()
+    config.set_main_option("script_location", str(SCRIPT_LOCATION).replace("%", "%%"))  # % escapes itself
+    config.attributes["connection"] = conn
+    return config
+
+
 def upgrade(url: URL, *, on_error: Callable[[ExceptionContext], None]) -> Found:
     """Bring the database at `url` to the head, in one transaction; returns the schema found before.
 
@@ -105,9 +114,7 @@ def upgrade(url: URL, *, on_error: Callable[[ExceptionContext], None]) -> Found:
             before = found(conn)
             if before.current or before.newer:
                 return before
-            config = Config()
-            config.set_main_option("script_location", str(SCRIPT_LOCATION).replace("%", "%%"))
-            config.attributes["connection"] = conn
+            config = alembic_config(conn)
             if before.version is None:
                 Base.metadata.create_all(conn)
                 command.stamp(config, HEAD)
