@@ -58,7 +58,7 @@ class Found:
     """The schema a database holds."""
 
     revision: str | None  # Alembic's record: None in an empty database and in catalogs from before Alembic
-    version: int | None  # None: an empty database, or a revision that is not one of ours
+    version: int | None  # None: none recorded (an empty database, lost settings), or a revision not of ours
 
     @property
     def current(self) -> bool:
