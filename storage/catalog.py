@@ -36,19 +36,16 @@ from sqlalchemy.orm import Session
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
 from indexer.types import FloatArray, Seconds
-from storage import fulltext, generation, index_choice, index_file
+from storage import fulltext, generation, index_choice, index_file, migrations
 from storage.schema import (
     CATALOG_ID_KEY,
     SCHEMA_VERSION,
-    Base,
     FileRow,
     Root,
     SegmentRow,
     Setting,
     TagRow,
     ensure_catalog_id,
-    migrate,
-    schema_version,
 )
 from storage.vectors import FaissIndex, IdArray, create_index, load_index
 
@@ -61,6 +58,9 @@ PREPROCESSING_VERSION = "1"
 SEGMENT_CACHE_SIZE = 500_000
 # PostgreSQL advisory lock key of an indexing run (any bigint; advisory locks are scoped to one database).
 RUN_LOCK_KEY = 0x736F756E64  # "sound"
+# How long opening a catalog that needs creating or upgrading waits for another process's run lock (one
+# creating or upgrading the same catalog finishes well within it).
+UPGRADE_WAIT_S = 60.0
 
 
 class CatalogError(SoundsearchError):
@@ -212,37 +212,47 @@ class Catalog:
         return catalog
 
     def _prepare_schema(self) -> None:
-        # Another process may be creating the same tables (or holding the write lock) right now:
-        # its schema will do, so look again. SQLite cannot wait for a lock inside a transaction that
-        # started as a read, hence the retries rather than the busy timeout.
+        with self.engine.connect() as conn:
+            found = migrations.found(conn)
+        if not found.current:
+            self._check_schema(found)
+            # Under the run lock: two processes opening an old catalog must not both migrate it (the second
+            # waits, then finds it upgraded), and an indexer of an older soundsearch must not write meanwhile.
+            with self.run_lock(wait_s=UPGRADE_WAIT_S):
+                found = migrations.upgrade(self.engine.url, on_error=_storage_errors(_describe_database(self.engine)))
+            if found.newer:  # upgraded meanwhile by a newer soundsearch
+                self._check_schema(found)
+            if found.older:
+                log.warning("upgraded catalog schema %s → %s", found.version, SCHEMA_VERSION)
+        # Rows every catalog needs, also one whose settings a salvage could not read. Another process may
+        # hold SQLite's write lock right now, and a transaction that started as a read cannot wait for it:
+        # hence the retries rather than the busy timeout.
         for attempt in range(5):
             try:
-                self._create_or_migrate()
-                return
+                with self.engine.begin() as conn:
+                    generation.ensure(conn)
+                    ensure_catalog_id(conn)
+                break
             except (OperationalError, IntegrityError):
                 if attempt == 4:
                     raise
                 time.sleep(0.1 * (attempt + 1))
-
-    def _create_or_migrate(self) -> None:
-        with self.engine.begin() as conn:
-            Base.metadata.create_all(conn)
-            version = schema_version(conn)
-            steps: list[int] = []
-            if version is None:
-                conn.execute(insert(Setting).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif version > SCHEMA_VERSION:
-                raise CatalogError(
-                    f"catalog {self.home} uses schema version {version}, newer than this soundsearch "
-                    f"({SCHEMA_VERSION}); upgrade soundsearch"
-                )
-            elif version < SCHEMA_VERSION:
-                steps = migrate(conn, SCHEMA_VERSION)
-                log.warning("upgraded catalog schema %s → %s", version, steps[-1])
-            generation.ensure(conn)
-            ensure_catalog_id(conn)  # also for a catalog whose settings a salvage could not read
-        if 4 in steps:
+        if found.version is not None and found.version < 4:
             self._adopt_index_file()
+
+    def _check_schema(self, found: migrations.Found) -> None:
+        """Refuse a schema this soundsearch does not know, and an upgrade asked of a read-only opening."""
+        if found.newer:
+            raise CatalogError(
+                f"catalog {self.home} uses schema version {found.label}, newer than this soundsearch "
+                f"({SCHEMA_VERSION}); upgrade soundsearch"
+            )
+        if found.older and not self.writable:
+            raise CatalogError(
+                f"catalog {self.home} uses schema version {found.version}, older than this soundsearch "
+                f"({SCHEMA_VERSION}); upgrade it with `soundsearch doctor --repair` (or any command that writes "
+                "to it, such as `soundsearch index`), then run this again"
+            )
 
     def _adopt_index_file(self) -> None:
         """Stamp the FAISS file of a catalog upgraded to schema 4 with its identity: that file was the
@@ -279,8 +289,9 @@ class Catalog:
             yield session
 
     @contextmanager
-    def run_lock(self) -> Iterator[None]:
-        """One indexing run (index or reindex) per catalog at a time, across processes; a second is refused.
+    def run_lock(self, *, wait_s: float = 0.0) -> Iterator[None]:
+        """One indexing run (index or reindex) per catalog at a time, across processes; a second is refused
+        (after waiting up to `wait_s` for the first to end).
 
         SQLite: a lock file in the home folder. PostgreSQL: an advisory lock in the database, since
         indexers on other machines share the database but not a home folder. The lock is held by a
@@ -288,16 +299,18 @@ class Catalog:
         """
         if self.engine.dialect.name != "postgresql":
             with open(self.home / "index.lock", "w") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise CatalogError(f"another indexing run is using the catalog in {self.home}") from None
+                if not _acquired(lambda: _try_flock(lock.fileno()), wait_s):
+                    raise CatalogError(f"another indexing run is using the catalog in {self.home}")
                 yield
             return
         with self.engine.connect() as conn:
-            took = conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": RUN_LOCK_KEY})
-            conn.commit()
-            if not took:
+
+            def take() -> bool:
+                took = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": RUN_LOCK_KEY}))
+                conn.commit()
+                return took
+
+            if not _acquired(take, wait_s):
                 raise CatalogError(
                     f"another indexing run is using the catalog database {_describe_database(self.engine)}"
                 )
@@ -669,6 +682,24 @@ def _file_record(row: FileRow) -> FileRecord:
         error=row.error,
         indexed_at=row.indexed_at,
     )
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _acquired(attempt: Callable[[], bool], wait_s: float) -> bool:
+    """Whether `attempt` succeeded within `wait_s` seconds (tried at once, then every 50 ms)."""
+    deadline = time.monotonic() + wait_s
+    while not attempt():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _describe_database(engine: Engine) -> str:
