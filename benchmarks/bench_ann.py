@@ -38,6 +38,7 @@ import faiss
 import numpy as np
 
 from benchmarks._common import machine, percentile_ms
+from indexer.settings import parse_bytes
 from indexer.types import FloatArray
 from storage.index_choice import (
     ExactNeighbours,
@@ -47,7 +48,6 @@ from storage.index_choice import (
     default_memory_budget,
     measure_recall,
     nlist_for,
-    parse_bytes,
     tune,
 )
 from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index
