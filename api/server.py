@@ -19,15 +19,15 @@ from typing import Any
 
 import h11
 import uvicorn
-from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import ChangeReload, Multiprocess
 
-from api.app import create_app
 from api.settings import Settings
 from indexer.errors import SoundsearchError
 from indexer.settings import use
+
+WORKER_HEALTHCHECK_S = 60
 
 
 class ServerConfig(uvicorn.Config):
@@ -61,7 +61,11 @@ class AppFactory:
 
     settings: Settings
 
-    def __call__(self) -> FastAPI:
+    def __call__(self) -> Any:
+        # Imported here: a worker unpickles this before it answers the supervisor's health checks, and
+        # the app's imports (torch) take seconds.
+        from api.app import create_app
+
         use(self.settings)  # the library in this process reads the server's settings too
         return create_app(self.settings)
 
@@ -118,7 +122,15 @@ def serve(settings: Settings, *, reload: bool = False, **kwargs: Any) -> None:
     and wait for them to finish their requests.
     """
     config = ServerConfig(
-        AppFactory(settings), settings, factory=True, reload=reload, workers=settings.workers, **kwargs
+        AppFactory(settings),
+        settings,
+        factory=True,
+        reload=reload,
+        workers=settings.workers,
+        # A worker answers health checks only once its imports are done: seconds on a busy machine, where
+        # uvicorn's 5 s default had the supervisor kill and restart every worker before it started.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        **kwargs,
     )
     server = uvicorn.Server(config)
     if config.should_reload:
