@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -55,8 +56,9 @@ def cli(catalog: list[str], *args: str) -> list[str]:
 def servers(catalog: list[str], logs: list[Path], *args: str) -> Iterator[list[tuple[subprocess.Popen[bytes], str]]]:
     """`soundsearch serve` processes started together (each in its own process group, as a terminal starts a
     command: Ctrl-C reaches the whole group), once all answer; killed at the end if a test left them running."""
-    # Long keep-alive: a client's connection stays with the worker that accepted it.
-    env = {**os.environ, "SOUNDSEARCH_KEEP_ALIVE_TIMEOUT": "600"}
+    # Long keep-alive: a client's connection stays with the worker that accepted it. A short header deadline
+    # shows each worker runs our GuardedH11Protocol (plain h11 holds a silent connection forever).
+    env = {**os.environ, "SOUNDSEARCH_KEEP_ALIVE_TIMEOUT": "600", "SOUNDSEARCH_HEADER_TIMEOUT": "1"}
     started = []
     try:
         for log in logs:
@@ -158,6 +160,11 @@ def test_workers_share_a_port_serve_the_same_data_and_stop_together(tmp_path: Pa
         for pid, client in by_pid.items():
             assert client.get("/api/status").json()["pid"] == pid  # still the same worker
             assert not serves_new_file(client)
+        silent = [socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1]))) for _ in range(4)]
+        for sock in silent:  # spread over the workers by the kernel: every one closes them
+            sock.settimeout(5)
+            assert sock.recv(1) == b"", "a silent connection outlived the header deadline"
+            sock.close()
         wait_until_all_serve_it(list(by_pid.values()), since=index_new_file(catalog, tmp_path))
         assert {pid: c.get("/api/status").json()["pid"] for pid, c in by_pid.items()} == {p: p for p in by_pid}
         assert stop(supervisor, signal.SIGINT if ctrl_c else signal.SIGTERM, group=ctrl_c) == 0
