@@ -174,3 +174,14 @@ def test_workers_share_a_port_serve_the_same_data_and_stop_together(tmp_path: Pa
         while left := group_members(supervisor.pid):  # workers, multiprocessing's resource tracker
             assert time.monotonic() < deadline, f"left running: {left}\n{log}"
             time.sleep(0.1)
+
+
+def test_workers_that_cannot_start_stop_the_server_with_an_error(tmp_path: Path) -> None:
+    catalog = make_catalog(tmp_path, None)
+    command = cli(catalog, "serve", "--port", str(free_port()), "--workers", "2", "--model", "no/such-model")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=START_S)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "soundsearch: error: a server worker failed to start (its error is logged above)"
+    )
+    assert "no/such-model" in done.stderr  # the worker's own error, logged
