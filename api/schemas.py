@@ -142,3 +142,4 @@ class StatusOut(BaseModel):
     max_upload_seconds: float
     max_query_chars: int = MAX_QUERY_CHARS
     jobs_running: int
+    pid: int = Field(description="the server process that answered (one of several under `serve --workers`)")

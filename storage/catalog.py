@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
+from indexer.settings import settings
 from indexer.types import FloatArray, Seconds
 from storage import fulltext, generation, index_choice, index_file, migrations
 from storage.schema import (
@@ -162,7 +163,7 @@ class CatalogStatus:
 
 
 def resolve_home(home: str | Path | None = None) -> Path:
-    chosen = home or os.environ.get("SOUNDSEARCH_HOME") or platformdirs.user_data_dir("soundsearch")
+    chosen = home or settings().home or platformdirs.user_data_dir("soundsearch")
     return Path(chosen).expanduser().absolute()
 
 
@@ -202,7 +203,7 @@ class Catalog:
         if root.exists() and not root.is_dir():
             raise CatalogError(f"catalog home {root} exists and is not a directory")
         root.mkdir(parents=True, exist_ok=True)
-        url = db_url or f"sqlite:///{root / DB_NAME}"
+        url = db_url or settings().db_url or f"sqlite:///{root / DB_NAME}"
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)

@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import faiss
 import numpy as np
 
+from indexer.settings import parse_bytes, settings
 from indexer.types import FloatArray
 from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index
 
@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 
 SETTING_KEY = "index_plan"
 BUDGET_SETTING_KEY = "max_index_memory"
-BUDGET_ENV = "SOUNDSEARCH_MAX_INDEX_MEMORY"
 RECALL_K = 10
 MAX_RERANK_FACTOR = 160  # PQ short list: at most 1 600 exact vectors read per query at k = 10
 
@@ -134,21 +133,9 @@ class IndexState:
 # --- the chooser -------------------------------------------------------------------------------------
 
 
-def parse_bytes(text: str | int) -> int:
-    """ "600MB", "12GiB", "1.5G", "4096" → bytes (K/M/G/T powers of 1000, KiB/MiB/GiB/TiB of 1024)."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
-    if not m:
-        raise ValueError(f"not a size: {text!r} (examples: 600MB, 12GiB)")
-    value, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
-    power = "KMGT".index(unit) + 1 if unit else 0
-    return int(value * (1024 if binary else 1000) ** power)
-
-
 def default_memory_budget() -> int:
-    if env := os.environ.get(BUDGET_ENV):
-        return parse_bytes(env)
+    if budget := settings().max_index_memory:
+        return budget
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 4
     except (ValueError, OSError):

@@ -12,12 +12,12 @@ On CPU tensors the same code runs in fp32; the tests compare it with FAISS exact
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from indexer.settings import settings
 from indexer.types import FloatArray
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def faiss_gpu_usable() -> bool:
 
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
         return False
-    if os.environ.get("SOUNDSEARCH_FAISS_GPU") == "1":  # a faiss built for this GPU (conda, source)
+    if settings().faiss_gpu:  # a faiss built for this GPU (conda, source)
         return True
     return torch.cuda.is_available() and torch.cuda.get_device_capability(0)[0] < 9
 

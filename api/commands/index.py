@@ -86,7 +86,7 @@ def register(sub: Any) -> None:
 
 
 def _budget(text: str) -> str | None:
-    from storage.index_choice import parse_bytes
+    from indexer.settings import parse_bytes
 
     if text == "auto":
         return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import APIRouter
@@ -43,6 +44,7 @@ async def status(services: ServicesDep, settings: SettingsDep) -> StatusOut:
         max_upload_bytes=settings.max_upload_bytes,
         max_upload_seconds=settings.max_upload_seconds,
         jobs_running=services.jobs.running(),
+        pid=os.getpid(),
     )
 
 
