@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from api.commands.common import TqdmProgress
+from api.progress import TqdmProgress
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,6 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from indexer.audio import load_audio
 from indexer.encoders.base import Encoder, normalise
 from indexer.types import FloatArray, Seconds
 from search.filtering import FileFilter
@@ -209,6 +208,8 @@ class Engine:
                 return vectors[0], file_id
         if isinstance(example, int) or (isinstance(example, str) and example.isdigit() and not Path(example).exists()):
             raise QueryError(f"no indexed file with id {example}")
+        from indexer.audio import load_audio  # torch comes with it: only a search by a sound file needs it
+
         audio = load_audio(example, self.encoder.sample_rate)
         return self.encoder.embed_audio([audio.samples])[0], None
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 # Both are light (no torch): `soundsearch --help` stays fast.
 from evaluation.datasets import DATASET_KINDS
-from evaluation.runner import DEFAULT_TEMPLATE
+from evaluation.prompts import DEFAULT_TEMPLATE
 
 if TYPE_CHECKING:
     from evaluation.datasets import Dataset

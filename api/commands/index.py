@@ -6,7 +6,7 @@ import argparse
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from api.commands.common import TqdmProgress, add_catalog_options, open_catalog, print_json
+from api.commands.common import add_catalog_options, open_catalog, print_json
 from indexer.errors import SoundsearchError
 from indexer.fsnames import display
 
@@ -117,6 +117,7 @@ def _apply_budget(catalog: Any, args: argparse.Namespace) -> None:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    from api.progress import TqdmProgress
     from indexer.pipeline import IndexOptions
     from search.indexing import index_library
 
@@ -168,6 +169,7 @@ def _captioner(encoder: Encoder) -> FileCaptioner:
 
 
 def run_reindex(args: argparse.Namespace) -> int:
+    from api.progress import TqdmProgress
     from indexer.encoders.registry import load_encoder
     from indexer.pipeline import IndexOptions
     from indexer.reindex import reindex

@@ -70,10 +70,15 @@ def _filters(args: argparse.Namespace) -> Filters:
 
 
 def _engine(args: argparse.Namespace) -> Any:
+    from indexer.encoders.lazy import LazyEncoder
     from search.engine import Engine
 
     catalog = open_catalog(args, writable=False)
-    return Engine(catalog, catalog.load_encoder(getattr(args, "model", None)))
+    bound = catalog.binding
+    if bound is None:  # an empty catalog: the default model, which indexing will bind
+        return Engine(catalog, catalog.load_encoder())
+    # The catalog's own model, loaded only if the search embeds something (a text search does not).
+    return Engine(catalog, LazyEncoder(bound.model_id, bound.dim, catalog.load_encoder))
 
 
 def _clock(seconds: float) -> str:
