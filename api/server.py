@@ -10,13 +10,19 @@ a request body that stalls between two chunks is cut off by `api.uploads.BodyLim
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import os
+import socket
+from pathlib import Path
 from typing import Any
 
 import h11
 import uvicorn
+from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.supervisors import ChangeReload
 
+from api import address
 from api.settings import Settings
 
 
@@ -79,10 +85,52 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class AddressedServer(uvicorn.Server):
+    """uvicorn's server that writes the catalog's address file (api.address) once it listens, so that the
+    CLI's reads come here, and removes it when it stops."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+        self.home: Path | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        services = self.app.state.services
+        if not self.started or services is None or not self.servers:
+            return
+        catalog = services.catalog
+        url = _url(self.servers[0].sockets[0].getsockname())
+        record = address.ServerAddress(
+            url, os.getpid(), services.catalog_id, address.database_fingerprint(catalog.database_url)
+        )
+        address.publish(catalog.home, record)
+        self.home = catalog.home
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            if self.home is not None:
+                address.withdraw(self.home, os.getpid())
+
+
+def _url(sockname: Any) -> str:
+    """A URL this machine's clients can reach the listening socket at (a wildcard bind means loopback)."""
+    host, port = str(sockname[0]), int(sockname[1])
+    ip = ipaddress.ip_address(host)
+    if ip.is_unspecified:
+        ip = ipaddress.ip_address("::1" if ip.version == 6 else "127.0.0.1")
+    return f"http://[{ip}]:{port}" if ip.version == 6 else f"http://{ip}:{port}"
+
+
 def serve(app: Any, settings: Settings, **kwargs: Any) -> None:
-    """Run the app (an ASGI app, or an import string with `factory=True`) until interrupted."""
+    """Run the app (an ASGI app, or an import string with `factory=True`) until interrupted.
+
+    An app object is served by an `AddressedServer`: the CLI finds it through the catalog's address file.
+    """
     config = ServerConfig(app, settings, **kwargs)
-    server = uvicorn.Server(config)
+    server = AddressedServer(config, app) if isinstance(app, FastAPI) else uvicorn.Server(config)
     if config.should_reload:
         # What `uvicorn.run` does for --reload, with this configuration (it is handed to the child).
         ChangeReload(config, target=server.run, sockets=[config.bind_socket()]).run()

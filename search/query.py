@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # numpy comes with it: the CLI parses its options without num
     from indexer.types import Seconds
 
 MAX_QUERY_CHARS = 1_000
+MAX_API_K = 200  # results one request to the server may ask for (the CLI asks for more itself)
 MODES = ("hybrid", "vector", "text")
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, select, text
+from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, make_url, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -140,7 +140,7 @@ class CatalogStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "home": str(self.home),
-            "database_url": self.database_url,
+            "database_url": make_url(self.database_url).render_as_string(hide_password=True),
             "files": self.files,
             "failed": self.failed,
             "segments": self.segments,

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 # Nothing heavy at import: every command module imports this one, and `soundsearch --help` imports them all.
 if TYPE_CHECKING:
+    from api.client import ServerClient
     from storage.catalog import Catalog
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def add_catalog_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
@@ -30,6 +36,35 @@ def add_verbose_option(parser: argparse.ArgumentParser, *, top_level: bool = Fal
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=False if top_level else argparse.SUPPRESS, help="log details"
     )
+
+
+def add_server_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-server",
+        action="store_true",
+        help="work on the catalog here even when `soundsearch serve` runs on it (by default it answers)",
+    )
+
+
+def through_server(args: argparse.Namespace, ask: Callable[[ServerClient], T]) -> T | None:
+    """`ask(server)` when a live `soundsearch serve` serves this catalog (api.address); None: work locally
+    (no server, `--no-server`, or it went away meanwhile). The server's errors are the command's errors."""
+    if args.no_server:
+        return None
+    from api.address import find_server
+    from api.client import ServerClient, ServerUnreachable
+    from storage.location import database_url, resolve_home
+
+    home = resolve_home(args.home)
+    found = find_server(home, database_url(home, args.db_url))
+    if found is None:
+        return None
+    log.info("asking the server at %s (--no-server: work here)", found.url)
+    try:
+        return ask(ServerClient(found))
+    except ServerUnreachable as exc:
+        log.info("%s; working here", exc)
+        return None
 
 
 def open_catalog(args: argparse.Namespace, *, writable: bool = True) -> Catalog:
