@@ -184,8 +184,11 @@ def run_duplicates(args: argparse.Namespace) -> int:
 
 def _classify_by_server(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     """Each FILE uploaded to the server's /api/classify; None when the options ask for more than it offers
-    (--library, --labels-file, --template, --model) or no server runs."""
+    (--library, --labels-file, --template, --model), a FILE cannot be read (the local path says why), or no
+    server runs."""
     if not args.files or args.library or args.labels is None or args.template or args.model or args.save_as_tags:
+        return None
+    if not all(Path(name).is_file() for name in args.files):
         return None
     fields = [("labels", args.labels), ("multi_label", "true" if args.multi_label else "false")]
 
