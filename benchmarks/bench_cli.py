@@ -53,6 +53,15 @@ def timed(cwd: Path, args: list[str]) -> float:
     return wall
 
 
+def compare(label: str, old: Path, old_args: list[str], new_args: list[str], repeats: int) -> None:
+    """One table row: the old and the new code, interleaved so that both see the same machine load."""
+    before, now = [], []
+    for _ in range(repeats):
+        before.append(timed(old, old_args))
+        now.append(timed(ROOT, new_args))
+    print(f"| `{label}` | {statistics.median(before):.2f} | **{statistics.median(now):.2f}** |", flush=True)
+
+
 def start_server(home: Path) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "api.cli", "serve", "--home", str(home), "--port", "0"],
@@ -101,22 +110,13 @@ def main() -> None:
             (f'search "{QUERY}" (server running)', [*h, "search", QUERY], [*h, "search", QUERY]),
             ("status (server running)", [*h, "status"], [*h, "status"]),
         ]
-        results: dict[str, tuple[list[float], list[float]]] = {}
+        print(f"\n| command (median of {opts.repeats}, wall s) | before ({opts.baseline}) | now |")
+        print("|---|---|---|", flush=True)
         for label, old_args, new_args in cases:
-            results[label] = ([], [])
-            for _ in range(opts.repeats):  # interleaved: both see the same machine load
-                results[label][0].append(timed(old, old_args))
-                results[label][1].append(timed(ROOT, new_args))
+            compare(label, old, old_args, new_args, opts.repeats)
         server = start_server(home)
         for label, old_args, new_args in served:
-            results[label] = ([], [])
-            for _ in range(opts.repeats):
-                results[label][0].append(timed(old, old_args))
-                results[label][1].append(timed(ROOT, new_args))
-        print(f"\n| command (median of {opts.repeats}, wall s) | before ({opts.baseline}) | now |")
-        print("|---|---|---|")
-        for label, (before, now) in results.items():
-            print(f"| `{label}` | {statistics.median(before):.2f} | **{statistics.median(now):.2f}** |")
+            compare(label, old, old_args, new_args, opts.repeats)
     finally:
         if server is not None:
             server.send_signal(signal.SIGTERM)

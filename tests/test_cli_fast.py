@@ -23,6 +23,7 @@ import soundfile as sf
 
 from api.address import ServerAddress, address_path, database_fingerprint, find_server, publish, read
 from api.cli import main
+from storage.catalog import CatalogStatus
 from storage.location import database_url
 
 MODEL = "tiny-random"
@@ -79,6 +80,24 @@ def test_status_and_text_search_import_no_model_stack(catalog: dict[str, Path]) 
     code, out, modules = cli("--home", home, "search", "rain", "--mode", "text")
     assert code == 0 and "rain_on_roof.wav" in out.splitlines()[0]
     assert not modules & {"torch", "transformers", "torchaudio"}, modules
+
+
+def test_the_status_report_hides_the_database_password() -> None:
+    """The report travels over HTTP now (GET /api/status): a PostgreSQL password must not."""
+    status = CatalogStatus(
+        home=Path("/h"),
+        database_url="postgresql+psycopg://sound:s3cret@db:5432/lib",
+        files=0,
+        failed=0,
+        segments=0,
+        audio_hours=0.0,
+        model=None,
+        index_type="flat",
+        index_vectors=0,
+        database_bytes=None,
+        index_bytes=None,
+    )
+    assert status.to_dict()["database_url"] == "postgresql+psycopg://sound:***@db:5432/lib"
 
 
 # --- through a running server --------------------------------------------------------------------
