@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +19,7 @@ class Problem(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+    catalog_id: str | None = Field(default=None, description="which catalog this server serves (the CLI checks it)")
 
 
 class HitOut(BaseModel):
@@ -143,3 +144,4 @@ class StatusOut(BaseModel):
     max_query_chars: int = MAX_QUERY_CHARS
     jobs_running: int
     pid: int = Field(description="the server process that answered (one of several under `serve --workers`)")
+    catalog: dict[str, Any] = Field(description="the catalog's own report, as `soundsearch status` prints it")

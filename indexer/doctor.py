@@ -31,7 +31,8 @@ from sqlalchemy.exc import DBAPIError
 
 from indexer import reindex
 from storage import migrations
-from storage.catalog import DB_NAME, INDEX_NAME, SQLITE_DAMAGED_CODES, Catalog, CatalogError, FileStatus
+from storage.catalog import INDEX_NAME, SQLITE_DAMAGED_CODES, Catalog, CatalogError, FileStatus
+from storage.location import database_url
 from storage.salvage import salvage
 from storage.schema import SCHEMA_VERSION, FileRow, SegmentRow
 
@@ -56,7 +57,7 @@ class Finding:
 
 def diagnose(home: Path, db_url: str | None = None, *, repair: bool = False) -> list[Finding]:
     """Check the catalog in `home` (and repair it when asked); findings in the order checked."""
-    url = db_url or f"sqlite:///{home / DB_NAME}"
+    url = database_url(home, db_url)
     parsed = make_url(url)
     db_file = Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
     findings: list[Finding] = []

@@ -31,7 +31,6 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from indexer.audio import stream_audio
 from indexer.encoders.base import Encoder, normalise
 from indexer.errors import AudioDecodeError
 from indexer.types import FloatArray, Seconds
@@ -251,6 +250,8 @@ class Engine:
     def _embedded_windows(self, path: str | Path) -> _Query:
         """An audio file cut into the catalog's windows, each embedded: the example is read as the
         library was (block by block, never whole)."""
+        from indexer.audio import stream_audio  # torch comes with it: only a search by a sound file needs it
+
         binding = self.catalog.binding
         window_s = binding.window_s if binding else self.encoder.window_seconds
         spec = WindowSpec(window_s, binding.hop_s if binding else window_s / 2)

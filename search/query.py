@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indexer.errors import SoundsearchError
-from indexer.types import Seconds
+
+if TYPE_CHECKING:  # numpy comes with it: the CLI parses its options without numpy
+    from indexer.types import Seconds
 
 MAX_QUERY_CHARS = 1_000
+MAX_API_K = 200  # results one request to the server may ask for (the CLI asks for more itself)
 MODES = ("hybrid", "vector", "text")
 
 

@@ -28,16 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import platformdirs
-from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, select, text
+from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, make_url, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
-from indexer.settings import settings
 from indexer.types import FloatArray, Seconds
 from storage import fulltext, generation, index_choice, index_file, migrations
+from storage.location import DB_NAME, database_url, resolve_home
 from storage.schema import (
     CATALOG_ID_KEY,
     SCHEMA_VERSION,
@@ -52,7 +51,6 @@ from storage.vectors import FaissIndex, IdArray, create_index, load_index
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "catalog.db"
 INDEX_NAME = "vectors.faiss"
 # Bumped whenever decoding/windowing changes embeddings, so old catalogs are not silently mixed.
 PREPROCESSING_VERSION = "1"
@@ -142,7 +140,7 @@ class CatalogStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "home": str(self.home),
-            "database_url": self.database_url,
+            "database_url": make_url(self.database_url).render_as_string(hide_password=True),
             "files": self.files,
             "failed": self.failed,
             "segments": self.segments,
@@ -160,11 +158,6 @@ class CatalogStatus:
             "index_recall_at_10": self.index_recall_at_10,
             "index_reason": self.index_reason,
         }
-
-
-def resolve_home(home: str | Path | None = None) -> Path:
-    chosen = home or settings().home or platformdirs.user_data_dir("soundsearch")
-    return Path(chosen).expanduser().absolute()
 
 
 def vector_to_bytes(v: FloatArray) -> bytes:
@@ -203,7 +196,7 @@ class Catalog:
         if root.exists() and not root.is_dir():
             raise CatalogError(f"catalog home {root} exists and is not a directory")
         root.mkdir(parents=True, exist_ok=True)
-        url = db_url or settings().db_url or f"sqlite:///{root / DB_NAME}"
+        url = database_url(root, db_url)
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -409,7 +402,7 @@ class Catalog:
                 log.warning("vector index %s is not used: %s; rebuilding it from the database", self.index_path, why)
             return self._built_from_database(save=why is not None)
         index_choice.restore_tuning(index, index_choice.index_state(self))
-        index.accelerate()  # GPU search when there is a GPU; a no-op otherwise
+        index.accelerate_at_first_search()  # GPU search when there is a GPU; a no-op otherwise
         added, removed = self._reconcile(index)
         if added or removed:
             log.warning("repaired vector index: added %d missing vectors, dropped %d stale ids", added, removed)
@@ -421,7 +414,7 @@ class Catalog:
         binding = self.binding
         index = create_index(binding.dim if binding else 1)
         index.vector_source = self.vectors
-        index.accelerate()
+        index.accelerate_at_first_search()
         added, _ = self._reconcile(index)
         if (save or added) and self.writable:
             self._save(index)

@@ -172,6 +172,7 @@ class FaissIndex:
         self._accel: Any = None  # a GPU searcher (see `accelerate`)
         self._accel_mode: str | None = None
         self._accel_device: str | None = None
+        self._accel_pending: str | None = None  # a device to `accelerate` on at the first search
 
     # --- description -------------------------------------------------------------------------------
 
@@ -312,6 +313,8 @@ class FaissIndex:
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         k = max(1, k)
         with self._lock, _threads_for(len(queries)):
+            if self._accel_pending is not None:
+                self.accelerate(self._accel_pending)
             if self.count() == 0 or (allowed_ids is not None and len(allowed_ids) == 0):
                 return _empty(len(queries), k)
             if allowed_ids is not None:
@@ -520,6 +523,7 @@ class FaissIndex:
         from storage import torch_search
 
         with self._lock:
+            self._accel_pending = None
             mode = torch_search.choose_backend(device)
             if mode == "faiss-gpu" and self.kind == "hnsw":
                 mode = "torch"  # FAISS has no GPU HNSW
@@ -529,6 +533,15 @@ class FaissIndex:
             self._accel_device = torch_search.torch_device(device) if mode == "torch" else None
             self._accel = None
             return mode
+
+    def accelerate_at_first_search(self, device: str = "auto") -> None:
+        """`accelerate(device)` when the index is first searched, not now.
+
+        Choosing asks torch whether there is a GPU, and importing torch takes seconds: a process that only
+        counts vectors or searches names (`soundsearch status`, a text search) then never imports it.
+        """
+        with self._lock:
+            self._accel_pending = device
 
     def _accel_stale(self) -> None:
         self._accel = None

@@ -105,7 +105,8 @@ def ids(client: TestClient) -> dict[str, int]:
 
 
 def test_health_status_docs_and_page(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and len(health["catalog_id"]) == 32  # the catalog's uuid, for the CLI
     status = client.get("/api/status").json()
     assert status["files"] == 8 and status["model"] == status["encoder"] == "planted-bands"
     assert status["captioning"] is False and status["indexing_enabled"] is True

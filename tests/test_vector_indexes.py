@@ -221,6 +221,17 @@ def test_accelerated_index_answers_like_the_cpu_index(data: dict[str, np.ndarray
     np.testing.assert_array_equal(approx.search(q, 10)[1], data["truth_eval"])
 
 
+def test_acceleration_can_wait_for_the_first_search(data: dict[str, np.ndarray]) -> None:
+    """The catalog defers the GPU choice (it imports torch) to the first search: `status` never pays for it."""
+    plain = build("flat", data)
+    lazy = build("flat", data)
+    lazy.accelerate_at_first_search("cpu")
+    assert lazy._accel_mode is None and lazy.count() == plain.count()  # nothing chosen yet
+    q = data["eval_q"]
+    np.testing.assert_array_equal(lazy.search(q, 10)[1], plain.search(q, 10)[1])
+    assert lazy._accel_mode == "torch"
+
+
 def test_flat_single_query_scan_equals_faiss_search() -> None:
     """Few-query exact searches run as one BLAS product over FAISS's storage: same ids and scores."""
     gen = np.random.default_rng(3)

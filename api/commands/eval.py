@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 # Both are light (no torch): `soundsearch --help` stays fast.
 from evaluation.datasets import DATASET_KINDS
-from evaluation.runner import DEFAULT_TEMPLATE
+from evaluation.prompts import DEFAULT_TEMPLATE
 from storage.atomic import atomic_write_text
 
 if TYPE_CHECKING:

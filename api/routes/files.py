@@ -23,6 +23,7 @@ from api.services import Services, waveform_peaks
 from indexer import objectstore
 from indexer.fsnames import display
 from indexer.regions import RegionError, plan_region, write_region
+from search.query import MAX_API_K
 
 router = APIRouter(prefix="/api/files", tags=["files"])
 
@@ -48,7 +49,7 @@ async def similar(
     services: ServicesDep,
     filters: FiltersDep,
     file_id: FileId,
-    k: Annotated[int, Query(ge=1, le=200)] = 20,
+    k: Annotated[int, Query(ge=1, le=MAX_API_K)] = 20,
 ) -> SearchOut:
     t0 = time.perf_counter()
     engine = services.engine
