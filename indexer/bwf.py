@@ -11,16 +11,11 @@ from __future__ import annotations
 import unicodedata
 from xml.etree import ElementTree
 
-from indexer.errors import SoundsearchError
-from indexer.tagfields import TagFields
+from indexer.tagfields import TagFields, TagsRefused
 
 BEXT_DESCRIPTION_BYTES = 256
 _BEXT_V0_BYTES = 602  # the fixed part of a version-0 bext chunk, no coding history
 IXML_LIMIT = 1 << 20  # what a reader takes of an iXML chunk; real ones are a few kB
-
-
-class MetadataChunkError(SoundsearchError):
-    """A metadata chunk soundsearch cannot update without losing what is in it."""
 
 
 def bext_description(data: bytes | None) -> str | None:
@@ -67,7 +62,7 @@ def ixml_with_fields(old: bytes | None, tags: TagFields) -> bytes:
     if old is not None and old.strip(b"\x00 \t\r\n"):
         root = _parse(old)
         if root is None:
-            raise MetadataChunkError("its iXML chunk is not well-formed XML (left as it is, so nothing in it is lost)")
+            raise TagsRefused("its iXML chunk is not well-formed XML (left as it is, so nothing in it is lost)")
     else:
         root = ElementTree.Element("BWFXML")
         ElementTree.SubElement(root, "IXML_VERSION").text = "2.10"

@@ -21,7 +21,7 @@ from typing import Any
 
 from indexer import bwf, riff
 from indexer.errors import SoundsearchError
-from indexer.tagfields import FIELD_NAMES, TagFields
+from indexer.tagfields import FIELD_NAMES, TagFields, TagsRefused
 from storage.atomic import atomic_path
 
 WRITABLE_FORMATS = "WAV, FLAC, Ogg Vorbis, Opus and MP3"
@@ -29,6 +29,11 @@ WRITABLE_FORMATS = "WAV, FLAC, Ogg Vorbis, Opus and MP3"
 
 class WriteBackError(SoundsearchError):
     """Tags could not be written into a file; the file is as it was."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
 
 
 def container(path: str | bytes | Path) -> str | None:
@@ -70,14 +75,14 @@ def write_file_tags(path: str | Path, tags: TagFields) -> None:
     try:
         st = p.stat()
     except OSError as exc:
-        raise WriteBackError(f"{p}: {exc.strerror or exc}") from None
+        raise WriteBackError(p, exc.strerror or str(exc)) from None
     if not stat.S_ISREG(st.st_mode):
-        raise WriteBackError(f"{p}: not a regular file")
+        raise WriteBackError(p, "not a regular file")
     if not st.st_mode & 0o222 or not os.access(p, os.W_OK):
-        raise WriteBackError(f"{p}: the file is read-only: its tags were not written")
+        raise WriteBackError(p, "the file is read-only: its tags were not written")
     kind = container(p)
     if kind is None:
-        raise WriteBackError(f"{p}: tags are written into {WRITABLE_FORMATS} files only")
+        raise WriteBackError(p, f"tags are written into {WRITABLE_FORMATS} files only")
     import mutagen
 
     try:
@@ -87,12 +92,12 @@ def write_file_tags(path: str | Path, tags: TagFields) -> None:
             else:
                 shutil.copyfile(p, tmp)
                 _write_mutagen(tmp, tags)
-    except (riff.RiffError, bwf.MetadataChunkError, WriteBackError) as exc:
-        raise WriteBackError(f"{p}: {exc}; its tags were not written") from None
+    except (riff.RiffError, TagsRefused) as exc:
+        raise WriteBackError(p, f"{exc}; its tags were not written") from None
     except mutagen.MutagenError as exc:
-        raise WriteBackError(f"{p}: its tags could not be written ({exc}); the file is unchanged") from None
+        raise WriteBackError(p, f"its tags could not be written ({exc}); the file is unchanged") from None
     except OSError as exc:
-        raise WriteBackError(f"{p}: could not write its tags ({exc.strerror or exc}); the file is unchanged") from None
+        raise WriteBackError(p, f"could not write its tags ({exc.strerror or exc}); the file is unchanged") from None
 
 
 def _write_wav(src: Path, dst: Path, tags: TagFields) -> None:
@@ -126,7 +131,7 @@ def _write_mutagen(path: Path, tags: TagFields) -> None:
 
     audio: Any = mutagen.File(path)
     if audio is None:
-        raise WriteBackError("not a FLAC, Ogg or MP3 stream that can carry tags")
+        raise TagsRefused("not a FLAC, Ogg or MP3 stream that can carry tags")
     if audio.tags is None:
         audio.add_tags()
     if isinstance(audio.tags, ID3):

@@ -12,7 +12,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from indexer.errors import SoundsearchError
+
 _KEYWORD_SEPARATORS = re.compile(r"\s*[,;]\s*")
+
+
+class TagsRefused(SoundsearchError):
+    """A file's tags that cannot be updated without losing what is in them (or at all); nothing was written."""
 
 
 @dataclass(frozen=True)
