@@ -24,23 +24,24 @@ def bext_description(data: bytes | None) -> str | None:
     return data[:BEXT_DESCRIPTION_BYTES].split(b"\x00", 1)[0].decode("latin-1").strip() or None
 
 
+def bext_text(description: str) -> str:
+    """`description` as the 256 ASCII characters of a bext Description: accents dropped ("café" → "cafe"),
+    other characters left out, a long text cut at a word where one is near."""
+    plain = unicodedata.normalize("NFKD", description)
+    text = "".join(c for c in plain if c.isascii() and (c.isprintable() or c == " ")).strip()
+    if len(text) > BEXT_DESCRIPTION_BYTES:
+        cut = text[:BEXT_DESCRIPTION_BYTES]
+        space = cut.rfind(" ")
+        text = cut[:space] if space > BEXT_DESCRIPTION_BYTES - 40 else cut
+    return text
+
+
 def bext_with_description(old: bytes | None, description: str) -> bytes:
     """A bext chunk saying `description`, otherwise as `old` was (a fresh version-0 chunk when there was none)."""
-    text = ascii_text(description).encode("ascii")
-    if len(text) > BEXT_DESCRIPTION_BYTES:  # cut at a word where one is near, as a reader would see it
-        cut = text[:BEXT_DESCRIPTION_BYTES]
-        space = cut.rfind(b" ")
-        text = cut[:space] if space > BEXT_DESCRIPTION_BYTES - 40 else cut
-    field = text.ljust(BEXT_DESCRIPTION_BYTES, b"\x00")
+    field = bext_text(description).encode("ascii").ljust(BEXT_DESCRIPTION_BYTES, b"\x00")
     if old is not None and len(old) >= BEXT_DESCRIPTION_BYTES:
         return field + old[BEXT_DESCRIPTION_BYTES:]
     return field + bytes(_BEXT_V0_BYTES - BEXT_DESCRIPTION_BYTES)
-
-
-def ascii_text(text: str) -> str:
-    """`text` as the bext Description's ASCII: accents dropped ("café" → "cafe"), other characters left out."""
-    plain = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in plain if c.isascii() and (c.isprintable() or c == " ")).strip()
 
 
 def read_ixml(data: bytes | None) -> TagFields:

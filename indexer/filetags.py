@@ -78,8 +78,12 @@ def write_file_tags(path: str | Path, tags: TagFields) -> None:
         raise WriteBackError(p, exc.strerror or str(exc)) from None
     if not stat.S_ISREG(st.st_mode):
         raise WriteBackError(p, "not a regular file")
-    if not st.st_mode & 0o222 or not os.access(p, os.W_OK):
+    if not st.st_mode & 0o222:
         raise WriteBackError(p, "the file is read-only: its tags were not written")
+    if os.statvfs(p.parent).f_flag & os.ST_RDONLY:
+        raise WriteBackError(p, "its disk is mounted read-only: its tags were not written")
+    if not os.access(p, os.W_OK):
+        raise WriteBackError(p, "no permission to write the file: its tags were not written")
     kind = container(p)
     if kind is None:
         raise WriteBackError(p, f"tags are written into {WRITABLE_FORMATS} files only")
@@ -104,10 +108,12 @@ def _write_wav(src: Path, dst: Path, tags: TagFields) -> None:
     old_bext = riff.read_chunk(src, b"bext", 1 << 16)
     old_ixml = riff.read_chunk(src, b"iXML", bwf.IXML_LIMIT)
     chunks: dict[bytes, bytes] = {}
-    # A bext Description not written by a librarian (no iXML USER DESCRIPTION beside it) is the recorder's,
-    # often machine data such as Sound Devices' "sSPEED=..." lines: it is kept.
-    managed = bwf.bext_description(old_bext) is None or bwf.read_ixml(old_ixml).description is not None
-    if tags.description and managed:
+    # The bext Description is rewritten only when it is empty or says what the iXML USER DESCRIPTION says (a
+    # librarian such as Soundminer or soundsearch keeps the two alike). Anything else is the recorder's, often
+    # machine data such as Sound Devices' "sSPEED=..." lines, and is kept.
+    said = bwf.bext_description(old_bext)
+    managed = bwf.read_ixml(old_ixml).description
+    if tags.description and (said is None or (managed is not None and said == bwf.bext_text(managed))):
         chunks[b"bext"] = bwf.bext_with_description(old_bext, tags.description)
     chunks[b"iXML"] = bwf.ixml_with_fields(old_ixml, tags)
     riff.rewrite(src, dst, chunks)
