@@ -72,6 +72,8 @@ def read_file_tags(path: str | bytes | Path) -> TagFields:
 def write_file_tags(path: str | Path, tags: TagFields) -> None:
     """Write `tags` into the file at `path`, atomically; a WriteBackError says why not (nothing changed then)."""
     p = Path(path)
+    if p.is_symlink():  # replacing the link would leave its target as it was and the link a copy
+        raise WriteBackError(p, "a symbolic link: write into the file it points to")
     try:
         st = p.stat()
     except OSError as exc:

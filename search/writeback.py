@@ -24,7 +24,7 @@ from indexer.metadata import parse_ucs, read_embedded_text
 from indexer.pipeline import file_hash
 from indexer.tagfields import TagFields
 from search.ucs_list import UCS_TAG_SOURCE, UcsCategory
-from storage.catalog import Catalog
+from storage.catalog import Catalog, FileRecord
 
 
 @dataclass
@@ -68,31 +68,44 @@ def known_fields(
 def write_back(catalog: Catalog, fields: Mapping[int, TagFields]) -> WriteReport:
     """Write each file's fields into it; one that fails is reported and left as it was, the others go on."""
     report = WriteReport()
-    paths = catalog.paths(list(fields))
     for file_id, tags in fields.items():
-        path = paths.get(file_id)
-        if path is None:
+        record = catalog.file(file_id)
+        if record is None:
             continue
         if tags.empty:
-            report.skipped.append(path)
+            report.skipped.append(str(record.path))
             continue
-        if objectstore.is_url(path):
-            report.errors.append({"path": path, "reason": "tags are written into local files only"})
-            continue
-        try:
-            write_file_tags(path, tags)
-        except WriteBackError as exc:
-            report.errors.append({"path": path, "reason": exc.reason})
-            continue
-        st = os.stat(path)
-        embedded = read_embedded_text(path)  # what an index run would read from the new file
-        catalog.file_rewritten(
-            file_id,
-            size=st.st_size,
-            mtime_ns=st.st_mtime_ns,
-            content_hash=file_hash(path),
-            title=embedded.title,
-            comment=embedded.comment,
-        )
-        report.written.append(path)
+        reason = _write_one(catalog, record, tags)
+        if reason is None:
+            report.written.append(str(record.path))
+        else:
+            report.errors.append({"path": str(record.path), "reason": reason})
     return report
+
+
+def _write_one(catalog: Catalog, record: FileRecord, tags: TagFields) -> str | None:
+    """Write into one file and record its new state in the catalog; why not, when it could not be done."""
+    path = str(record.path)
+    if objectstore.is_url(path):
+        return "tags are written into local files only"
+    try:
+        # Recording the new hash vouches for the sound: a file whose sound changed since it was indexed would
+        # then never be embedded again.
+        if file_hash(path) != record.content_hash:
+            return "it changed since it was indexed: index it again first"
+        write_file_tags(path, tags)
+    except WriteBackError as exc:
+        return exc.reason
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    st = os.stat(path)
+    embedded = read_embedded_text(path)  # what an index run would read from the new file
+    catalog.file_rewritten(
+        record.id,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        content_hash=file_hash(path),
+        title=embedded.title,
+        comment=embedded.comment,
+    )
+    return None

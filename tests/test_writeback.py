@@ -246,6 +246,16 @@ def test_a_read_only_file_is_left_alone_even_for_root(tmp_path: Path) -> None:
     assert path.read_bytes() == raw and stat.S_IMODE(path.stat().st_mode) == 0o444
 
 
+def test_a_symbolic_link_is_not_replaced_by_a_copy(tmp_path: Path) -> None:
+    target = _make(tmp_path, "wav16")
+    link = tmp_path / "link.wav"
+    link.symlink_to(target)
+    raw = target.read_bytes()
+    with pytest.raises(WriteBackError, match="symbolic link"):
+        write_file_tags(link, TAGS)
+    assert link.is_symlink() and target.read_bytes() == raw
+
+
 def test_formats_without_tag_write_back_are_named(tmp_path: Path) -> None:
     path = tmp_path / "x.aiff"
     sf.write(path, _signal(0.1), SR)
@@ -370,3 +380,41 @@ def test_write_tags_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
     assert main(["write-tags", str(tmp_path / "elsewhere.wav"), "--home", home]) == 2
     assert "not in the catalog" in capsys.readouterr().err
+
+    write(files[2], tone(5, 1.0), "OGG")  # new sound, not indexed yet: writing would vouch for it
+    changed = files[2].read_bytes()
+    assert main(["write-tags", str(files[2]), "--home", home]) == 1
+    assert "it changed since it was indexed: index it again first" in capsys.readouterr().out
+    assert files[2].read_bytes() == changed
+
+
+def test_tagger_apply_can_write_the_tags_into_the_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lib = tmp_path / "lib"
+    for label, band in (("hiss", 7), ("chime", 4)):
+        for i in range(4):
+            write(lib / label / f"{label}_{i}.wav", tone(band, 1.0 + 0.1 * i))
+    home = str(tmp_path / "home")
+    with Catalog.open(home) as catalog:
+        index_paths(catalog, PlantedEncoder(), [lib])
+    train = [
+        "tagger",
+        "train",
+        "--from-folders",
+        str(lib),
+        "--out",
+        "bands",
+        "--epochs",
+        "5",
+        "--weight-decay",
+        "0",
+        "--home",
+        home,
+    ]
+    assert main(train) == 0
+    capsys.readouterr()
+
+    assert main(["tagger", "apply", "bands", "--library", "--write-tags", "--home", home]) == 0
+    assert "wrote tags into 8 file(s)" in capsys.readouterr().out
+    assert read_file_tags(lib / "hiss" / "hiss_0.wav").keywords == ("hiss",)
+    with Catalog.open(home) as catalog:
+        assert index_paths(catalog, PlantedEncoder(), [lib]).unchanged == 8
