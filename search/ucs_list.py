@@ -48,11 +48,6 @@ class UcsCategory:
     explanation: str = ""
     synonyms: tuple[str, ...] = ()
 
-    @property
-    def full_name(self) -> str:
-        """UCS's CategoryFull: "DOORS-WOOD"."""
-        return f"{self.category}-{self.subcategory}"
-
 
 def load_ucs_csv(path: str | Path) -> list[UcsCategory]:
     """Every category of a UCS CSV export, in its order."""

@@ -44,7 +44,6 @@ def test_the_spreadsheet_export_loads() -> None:
     hiss = categories[0]
     assert (hiss.cat_id, hiss.category, hiss.subcategory, hiss.cat_short) == ("AIRHiss", "AIR", "HISS", "AIR")
     assert hiss.explanation.startswith("Slow air releases") and hiss.synonyms[:3] == ("carbon", "co2", "dioxide")
-    assert hiss.full_name == "AIR-HISS"
     assert [c.cat_id for c in categories if c.cat_short == "RAIN"] == ["RAIN", "RAINMetl"]
 
 

@@ -133,6 +133,10 @@ def test_wav_bext_takes_the_description_in_ascii(tmp_path: Path) -> None:
     path = _make(tmp_path, "wav24")
     write_file_tags(path, TAGS)
     assert riff.read_chunk(path, b"bext", 256) == b"Rain on a tin roof, close, cafe terrace".ljust(256, b"\x00")
+    write_file_tags(path, replace(TAGS, description="Heavy rain " * 30))  # ours: it follows, cut at a word
+    bext = riff.read_chunk(path, b"bext", 1 << 16)
+    assert bext is not None and len(bext) == 602
+    assert bext[:256] == (b"Heavy rain " * 22 + b"Heavy rain").ljust(256, b"\x00")
 
 
 def _chunk(chunk_id: bytes, data: bytes) -> bytes:
