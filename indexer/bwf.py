@@ -75,7 +75,8 @@ def ixml_with_fields(old: bytes | None, tags: TagFields) -> bytes:
         if element is None:
             element = ElementTree.SubElement(user, name)
         element.text = value
-    return ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+    # The declaration spelled as field recorders and Soundminer write it.
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode").encode()
 
 
 def _parse(data: bytes | None) -> ElementTree.Element | None:
