@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.train",
     "api.commands.caption",
     "api.commands.doctor",
+    "api.commands.ucs",
+    "api.commands.write_tags",
 )
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from search.query import Filters
+from search.ucs_list import UCS_TAG_SOURCE
 from storage.catalog import Catalog, FileStatus
 from storage.schema import FileRow, SegmentRow, TagRow
 from storage.vectors import IdArray
@@ -50,6 +51,11 @@ def conditions(filters: Filters) -> list[ColumnElement[bool]]:
         )
     for tag in filters.tags:
         out.append(FileRow.id.in_(select(TagRow.file_id).where(func.lower(TagRow.label) == tag.lower())))
+    if filters.ucs:
+        # A CatID begins with its category's CatShort, and no CatShort begins another (UCS 8.2.1): a prefix
+        # names a category ("DOOR") or one CatID ("DOORWood").
+        codes = or_(*(TagRow.label.istartswith(code, autoescape=True) for code in filters.ucs))
+        out.append(FileRow.id.in_(select(TagRow.file_id).where(TagRow.source == UCS_TAG_SOURCE, codes)))
     return out
 
 

@@ -29,11 +29,20 @@ class Filters:
     folder: str | None = None  # a path prefix, or a folder name anywhere in the path
     tags: tuple[str, ...] = ()  # every tag must be present
     formats: tuple[str, ...] = ()  # container names or extensions: "wav", "FLAC", ...
+    # UCS CatIDs ("DOORWood") or CatShorts ("DOOR": the whole category), from `soundsearch ucs`; any may match
+    ucs: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
         return any(
-            (self.min_duration_s is not None, self.max_duration_s is not None, self.folder, self.tags, self.formats)
+            (
+                self.min_duration_s is not None,
+                self.max_duration_s is not None,
+                self.folder,
+                self.tags,
+                self.formats,
+                self.ucs,
+            )
         )
 
 

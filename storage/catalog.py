@@ -602,6 +602,21 @@ class Catalog:
                     out[fid][0].append(label)
         return {fid: (tuple(tags), caption) for fid, (tags, caption) in out.items()}
 
+    def tags_from(self, source: str, file_ids: Sequence[int]) -> dict[int, list[tuple[str, float]]]:
+        """The tags one source put on these files (best first); files without any are left out."""
+        out: dict[int, list[tuple[str, float]]] = {}
+        ids = [int(i) for i in file_ids]
+        with Session(self.engine) as s:
+            for start in range(0, len(ids), 500):
+                rows = s.execute(
+                    select(TagRow.file_id, TagRow.label, TagRow.score)
+                    .where(TagRow.source == source, TagRow.file_id.in_(ids[start : start + 500]))
+                    .order_by(TagRow.score.desc())
+                )
+                for fid, label, score in rows:
+                    out.setdefault(fid, []).append((label, score))
+        return out
+
     def set_tags(self, source: str, tags: dict[int, list[tuple[str, float]]]) -> int:
         """Replace the tags from `source` on these files (they become searchable and filterable)."""
         with self.session() as s:
@@ -617,6 +632,38 @@ class Catalog:
             if rows:
                 s.execute(insert(TagRow), rows)
         return len(rows)
+
+    def move_file(self, file_id: int, new_path: str | Path) -> None:
+        """The file was renamed on disk (same bytes): its row, vectors and tags follow it, nothing is
+        embedded again; its name words are recomputed. A path the catalog already holds is refused."""
+        from indexer.metadata import EmbeddedText, search_text
+
+        path = str(new_path)
+        with self.session() as s:
+            row = s.get(FileRow, file_id)
+            if row is None:
+                raise CatalogError(f"no indexed file with id {file_id}")
+            if s.scalar(select(FileRow.id).where(FileRow.path == path, FileRow.id != file_id)) is not None:
+                raise CatalogError(f"{path} is already in the catalog")
+            root = s.scalar(select(Root.path).where(Root.id == row.root_id))
+            row.search_text = search_text(path, root, EmbeddedText(row.title, row.comment))
+            row.path = path
+
+    def file_rewritten(
+        self, file_id: int, *, size: int, mtime_ns: int, content_hash: str, title: str | None, comment: str | None
+    ) -> None:
+        """soundsearch rewrote the file's tags, not its sound (`indexer.filetags`): record its new size, time
+        and hash, so the next index run sees it unchanged instead of embedding it again, and its new words."""
+        from indexer.metadata import EmbeddedText, search_text
+
+        with self.session() as s:
+            row = s.get(FileRow, file_id)
+            if row is None:
+                raise CatalogError(f"no indexed file with id {file_id}")
+            root = s.scalar(select(Root.path).where(Root.id == row.root_id))
+            row.size, row.mtime_ns, row.content_hash = size, mtime_ns, content_hash
+            row.title, row.comment = title, comment
+            row.search_text = search_text(row.path, root, EmbeddedText(title, comment))
 
     def search_vectors(self, query: FloatArray, k: int) -> list[tuple[SegmentRecord, float]]:
         """Nearest segments to one query vector. Ids the database no longer knows are skipped."""

@@ -70,6 +70,13 @@ def _add_output_and_filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folder", help="only files under this folder (a path or a folder name)")
     p.add_argument("--tag", action="append", default=[], help="only files with this tag (repeatable)")
     p.add_argument("--format", action="append", default=[], help="only this format, e.g. wav (repeatable)")
+    p.add_argument(
+        "--ucs",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="only this UCS CatID or category, e.g. DOOR (repeatable)",
+    )
     p.add_argument("--json", action="store_true")
     add_catalog_options(p)
 
@@ -81,6 +88,7 @@ def _filters(args: argparse.Namespace) -> Filters:
         folder=args.folder,
         tags=tuple(args.tag),
         formats=tuple(args.format),
+        ucs=tuple(args.ucs),
     )
 
 
