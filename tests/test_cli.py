@@ -55,7 +55,8 @@ def test_a_hit_reads_as_the_sound_s_cosine_and_the_words_that_matched() -> None:
     assert "0.83 audio · words: rain" in line and "0.0328" not in line
     assert "/lib/Rain_Roof.wav" in line and "at 0:20.0" in line
     words_only = Hit(2, Path("/lib/Rain_Tin.wav"), 0.0161, 0.0, 4.0, 4.0, "WAV", matched_terms=("rain", "roof"))
-    assert "words: rain, roof" in format_hit(2, words_only.to_dict()) and "audio" not in format_hit(2, words_only.to_dict())
+    words_line = format_hit(2, words_only.to_dict())
+    assert "words: rain, roof" in words_line and "audio" not in words_line
     example = Hit(
         3,
         Path("/lib/Street.wav"),
@@ -68,4 +69,5 @@ def test_a_hit_reads_as_the_sound_s_cosine_and_the_words_that_matched() -> None:
         query_start_s=10.0,
         query_end_s=20.0,
     )
-    assert "0.91 audio" in format_hit(3, example.to_dict()) and "at 0:30.0 (example 0:10.0-0:20.0)" in format_hit(3, example.to_dict())
+    example_line = format_hit(3, example.to_dict())
+    assert "0.91 audio" in example_line and "at 0:30.0 (example 0:10.0-0:20.0)" in example_line
