@@ -324,16 +324,21 @@ class Engine:
     ) -> dict[int, _Ranked]:
         """Each file's best pair among a search's results, best files first."""
         rows, cols = np.nonzero(ids >= 0)
-        pair_scores = scores[rows, cols]
+        order = np.argsort(-scores[rows, cols], kind="stable")  # stable: one row keeps the index's order
+        rows, cols = rows[order], cols[order]
         pair_ids = ids[rows, cols]
-        found = self.catalog.segments_by_id(np.unique(pair_ids).tolist())
+        unique = np.unique(pair_ids)
+        found = self.catalog.segments_by_id(unique.tolist())
+        # Segments the database no longer knows (and the excluded file) own nothing.
+        owner_of = np.array([found[i].file_id if i in found else -1 for i in unique.tolist()], dtype=np.int64)
+        owners = owner_of[np.searchsorted(unique, pair_ids)]
+        usable = np.flatnonzero((owners >= 0) & (owners != (-1 if exclude is None else exclude)))
+        _, first = np.unique(owners[usable], return_index=True)  # each file's first (best) pair
         best: dict[int, _Ranked] = {}
-        for i in np.argsort(-pair_scores, kind="stable"):  # stable: one row keeps the index's order
-            seg = found.get(int(pair_ids[i]))
-            if seg is None or seg.file_id == exclude or seg.file_id in best:
-                continue
-            score = float(pair_scores[i])
-            span = query.spans[rows[i]] if query.spans is not None else None
+        for i in usable[np.sort(first)].tolist():
+            seg = found[int(pair_ids[i])]
+            score = float(scores[rows[i], cols[i]])
+            span = query.spans[int(rows[i])] if query.spans is not None else None
             best[seg.file_id] = _Ranked(seg.file_id, score, seg.start_s, seg.end_s, score, span)
         return best
 
