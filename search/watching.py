@@ -66,9 +66,11 @@ class WatchOptions:
 
     def __post_init__(self) -> None:
         if not (0 <= self.settle_s <= self.max_delay_s and self.retry_s >= 0):
-            raise CatalogError(f"need 0 <= settle <= max delay and retry >= 0, got {self}")
+            raise SoundsearchError(
+                f"need 0 <= settle ({self.settle_s}) <= max delay ({self.max_delay_s}) and retry >= 0 ({self.retry_s})"
+            )
         if self.poll_s is not None and self.poll_s <= 0:
-            raise CatalogError(f"the polling interval must be positive, got {self.poll_s}")
+            raise SoundsearchError(f"the polling interval must be positive, got {self.poll_s}")
 
 
 class WatchReport:

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from indexer.pipeline import IndexOptions
-from search.indexing import IndexingResult
+from search.indexing import IndexingResult, RunProgress
 from search.watching import LibraryWatcher, WatchOptions, WatchReport
 from storage.catalog import Catalog, CatalogError, FileRecord
 from tests.planted import SR, PlantedEncoder, tone, write
@@ -38,11 +38,22 @@ class Recorded(WatchReport):
         self.errors.append(error)
 
 
+class Runs(RunProgress):
+    """Every run, changes or not (a report hears only runs that changed something)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def stage(self, name: str) -> None:
+        self.count += name == "indexing"
+
+
 @dataclass
 class Watched:
     library: Path
     home: Path
     report: Recorded
+    runs: Runs
     reader: Catalog  # a handle of its own, as another process would have
 
     def files(self) -> dict[str, FileRecord]:
@@ -65,16 +76,17 @@ def watched(tmp_path: Path) -> Iterator[Watched]:
     library = tmp_path / "lib"
     write(library / "birds" / "first.wav", tone(5, 1.0))
     home = tmp_path / "home"
-    report = Recorded()
+    report, runs = Recorded(), Runs()
     catalog = Catalog.open(home)
-    options = WatchOptions(settle_s=0.4, max_delay_s=10.0, retry_s=0.5, index=IndexOptions(workers=0))
-    watcher = LibraryWatcher(catalog, PlantedEncoder(), [library], options=options, report=report)
+    # Settle: well above the slow writer's pauses (0.1 s), even when the test's CPUs are busy.
+    options = WatchOptions(settle_s=1.0, max_delay_s=10.0, retry_s=0.5, index=IndexOptions(workers=0))
+    watcher = LibraryWatcher(catalog, PlantedEncoder(), [library], options=options, report=report, progress=runs)
     stop = threading.Event()
     thread = threading.Thread(target=watcher.run, args=(stop,), name="watcher")
     thread.start()
     reader = Catalog.open(home, writable=False)
     try:
-        yield Watched(library, home, report, reader)
+        yield Watched(library, home, report, runs, reader)
     finally:
         stop.set()
         thread.join(WAIT_S)
@@ -128,9 +140,10 @@ def test_a_file_still_being_written_is_indexed_once_it_stops_changing(watched: W
     record = watched.files()["recording.wav"]
     assert record.status == "ok" and record.duration_s == pytest.approx(3.0)
     wait_for(lambda: len(watched.report.results) > runs_before, "the run is reported")
-    time.sleep(1.0)  # a second run, were there one, would be reported by now
+    time.sleep(2.0)  # a second run, were there one, would have run by now
     runs = watched.report.results[runs_before:]
     assert [(r.summary.added, r.summary.failed) for r in runs] == [(1, 0)]
+    assert watched.runs.count == 2  # the first, and this one: reading files for a run starts no other
 
 
 def test_a_refused_run_is_reported_and_tried_again(watched: Watched) -> None:
