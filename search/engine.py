@@ -293,7 +293,8 @@ class Engine:
         result, so a file seen at or above the highest such score cannot be overtaken). With a filter,
         candidates are checked after an unfiltered search while few rounds find k (broad filters); past
         POSTFILTER_FETCH segments the search runs among the passing files' segments only (selective
-        filters). On an approximate index the candidates are scored again exactly (`_rescored`)."""
+        filters). Where the index's scores are approximate (SQ codes), the candidates are scored again
+        exactly (`_rescored`), so a hit's cosine and window are the stored vectors' own."""
         index = self.catalog.index
         allowed_segments: IdArray | None = None
         total = index.count()
@@ -316,7 +317,7 @@ class Engine:
             ceiling = float(scores[full, -1].max()) if full.any() and not exhausted else -np.inf
             certain = [r for r in best.values() if r.score >= ceiling]
             if len(certain) >= k or exhausted:
-                return certain[:k] if index.exact else self._rescored(query, certain[: 2 * k])[:k]
+                return certain[:k] if index.exact_scores else self._rescored(query, certain[: 2 * k])[:k]
             fetch = min(fetch * 4, total)
 
     def _best_per_file(
@@ -329,7 +330,7 @@ class Engine:
         pair_ids = ids[rows, cols]
         unique = np.unique(pair_ids)
         found = self.catalog.segments_by_id(unique.tolist())
-        # Segments the database no longer knows (and the excluded file) own nothing.
+        # A segment the database no longer knows owns nothing (-1); the excluded file's are left out too.
         owner_of = np.array([found[i].file_id if i in found else -1 for i in unique.tolist()], dtype=np.int64)
         owners = owner_of[np.searchsorted(unique, pair_ids)]
         usable = np.flatnonzero((owners >= 0) & (owners != (-1 if exclude is None else exclude)))
@@ -343,8 +344,8 @@ class Engine:
         return best
 
     def _rescored(self, query: _Query, ranked: list[_Ranked]) -> list[_Ranked]:
-        """`ranked` scored again against every segment of each file from the stored vectors: an
-        approximate index's scores, and the segments it happened to return, are only near the truth."""
+        """`ranked` scored again against every segment of each file from the stored vectors: scores from
+        quantised codes, and the segments such a search happened to return, are only near the truth."""
         seg_ids, owners = self.catalog.segment_owners([r.file_id for r in ranked])
         if not len(seg_ids):
             return []

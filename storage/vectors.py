@@ -191,6 +191,12 @@ class FaissIndex:
         return self.kind in EXACT_KINDS
 
     @property
+    def exact_scores(self) -> bool:
+        """Whether a search's scores are the exact inner products (full vectors stored, or PQ re-ranked
+        from exact ones); SQ codes give close ones."""
+        return self.kind in ("flat", "hnsw", "ivf_flat") or self.reranks
+
+    @property
     def search_param(self) -> tuple[str, int] | None:
         """The tuned search-time knob: ("nprobe", n) for IVF, ("efSearch", n) for HNSW, None for flat."""
         if self.ivf is not None:
