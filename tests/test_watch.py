@@ -8,6 +8,7 @@ import contextlib
 import io
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -185,9 +186,14 @@ def test_the_watch_command_prints_its_runs_and_stops_on_ctrl_c(tmp_path: Path) -
 
     argv = ["watch", str(library), "--home", str(tmp_path / "home"), "--model", "tiny-random", "--settle", "0.3"]
     thread = threading.Thread(target=user)
+    # Whatever earlier tests left as this process's SIGINT handler, the watch ends on Ctrl-C.
+    before = signal.signal(signal.SIGINT, lambda *_: None)
     thread.start()
-    with contextlib.redirect_stdout(out):
-        code = main([*argv, "--workers", "0"])
+    try:
+        with contextlib.redirect_stdout(out):
+            code = main([*argv, "--workers", "0"])
+    finally:
+        signal.signal(signal.SIGINT, before)
     thread.join(WAIT_S)
     assert not problems, (problems, out.getvalue())
     lines = out.getvalue().splitlines()

@@ -73,9 +73,15 @@ def run_watch(args: argparse.Namespace) -> int:
             catalog, encoder, args.paths, options=options, report=Printed(), progress=TqdmProgress()
         )
         print(f"[{_stamp()}] watching {', '.join(display(str(r)) for r in watcher.roots)} (Ctrl-C stops)", flush=True)
-        # A service manager's stop (SIGTERM) ends the watch as Ctrl-C does.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a watch ends
-            watcher.run(threading.Event())
+        # Ctrl-C, and a service manager's stop (SIGTERM), end the watch, whatever handlers were set before
+        # (a process that ignores SIGINT, or a host that installed its own): put back afterwards.
+        stops = (signal.SIGINT, signal.SIGTERM)
+        previous = [signal.signal(sig, signal.default_int_handler) for sig in stops]
+        try:
+            with contextlib.suppress(KeyboardInterrupt):  # how a watch ends
+                watcher.run(threading.Event())
+        finally:
+            for sig, handler in zip(stops, previous, strict=True):
+                signal.signal(sig, handler)
     print(f"[{_stamp()}] stopped watching", flush=True)
     return 0
