@@ -19,6 +19,7 @@ from indexer.errors import SoundsearchError
 # Imported lazily so that `soundsearch --help` does not pay for torch/transformers imports.
 COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.index",
+    "api.commands.watch",
     "api.commands.search",
     "api.commands.export",
     "api.commands.eval",

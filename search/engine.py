@@ -294,7 +294,8 @@ class Engine:
         result, so a file seen at or above the highest such score cannot be overtaken). With a filter,
         candidates are checked after an unfiltered search while few rounds find k (broad filters); past
         POSTFILTER_FETCH segments the search runs among the passing files' segments only (selective
-        filters). On an approximate index the candidates are scored again exactly (`_rescored`)."""
+        filters). Where the index's scores are approximate (SQ codes), the candidates are scored again
+        exactly (`_rescored`), so a hit's cosine and window are the stored vectors' own."""
         index = self.catalog.index
         allowed_segments: IdArray | None = None
         total = index.count()
@@ -317,7 +318,7 @@ class Engine:
             ceiling = float(scores[full, -1].max()) if full.any() and not exhausted else -np.inf
             certain = [r for r in best.values() if r.score >= ceiling]
             if len(certain) >= k or exhausted:
-                return certain[:k] if index.exact else self._rescored(query, certain[: 2 * k])[:k]
+                return certain[:k] if index.exact_scores else self._rescored(query, certain[: 2 * k])[:k]
             fetch = min(fetch * 4, total)
 
     def _best_per_file(
@@ -325,22 +326,27 @@ class Engine:
     ) -> dict[int, _Ranked]:
         """Each file's best pair among a search's results, best files first."""
         rows, cols = np.nonzero(ids >= 0)
-        pair_scores = scores[rows, cols]
+        order = np.argsort(-scores[rows, cols], kind="stable")  # stable: one row keeps the index's order
+        rows, cols = rows[order], cols[order]
         pair_ids = ids[rows, cols]
-        found = self.catalog.segments_by_id(np.unique(pair_ids).tolist())
+        unique = np.unique(pair_ids)
+        found = self.catalog.segments_by_id(unique.tolist())
+        # A segment the database no longer knows owns nothing (-1); the excluded file's are left out too.
+        owner_of = np.array([found[i].file_id if i in found else -1 for i in unique.tolist()], dtype=np.int64)
+        owners = owner_of[np.searchsorted(unique, pair_ids)]
+        usable = np.flatnonzero((owners >= 0) & (owners != (-1 if exclude is None else exclude)))
+        _, first = np.unique(owners[usable], return_index=True)  # each file's first (best) pair
         best: dict[int, _Ranked] = {}
-        for i in np.argsort(-pair_scores, kind="stable"):  # stable: one row keeps the index's order
-            seg = found.get(int(pair_ids[i]))
-            if seg is None or seg.file_id == exclude or seg.file_id in best:
-                continue
-            score = float(pair_scores[i])
-            span = query.spans[rows[i]] if query.spans is not None else None
+        for i in usable[np.sort(first)].tolist():
+            seg = found[int(pair_ids[i])]
+            score = float(scores[rows[i], cols[i]])
+            span = query.spans[int(rows[i])] if query.spans is not None else None
             best[seg.file_id] = _Ranked(seg.file_id, score, seg.start_s, seg.end_s, score, span)
         return best
 
     def _rescored(self, query: _Query, ranked: list[_Ranked]) -> list[_Ranked]:
-        """`ranked` scored again against every segment of each file from the stored vectors: an
-        approximate index's scores, and the segments it happened to return, are only near the truth."""
+        """`ranked` scored again against every segment of each file from the stored vectors: scores from
+        quantised codes, and the segments such a search happened to return, are only near the truth."""
         seg_ids, owners = self.catalog.segment_owners([r.file_id for r in ranked])
         if not len(seg_ids):
             return []

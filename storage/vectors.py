@@ -58,6 +58,9 @@ VectorSource = Callable[[IdArray], FloatArray]
 
 # Below this many allowed ids a filtered search on an approximate index is answered exactly.
 EXACT_FILTER_MAX = 20_000
+# A flat index answers a batch with one BLAS product while its score matrix stays under this many
+# floats (128 MB); past it, FAISS's own blocked search.
+FLAT_SCAN_MAX_SCORES = 32_000_000
 # PQ candidates re-ranked with exact vectors: k × this, until tuning raises it (`FaissIndex.rerank_factor`).
 PQ_RERANK_FACTOR = 10
 # From this many lists on, coarse centroids come from two-level k-means (√nlist clusters, each split in
@@ -187,6 +190,12 @@ class FaissIndex:
     @property
     def exact(self) -> bool:
         return self.kind in EXACT_KINDS
+
+    @property
+    def exact_scores(self) -> bool:
+        """Whether a search's scores are the exact inner products (full vectors stored, or PQ re-ranked
+        from exact ones); SQ codes give close ones."""
+        return self.kind in ("flat", "hnsw", "ivf_flat") or self.reranks
 
     @property
     def search_param(self) -> tuple[str, int] | None:
@@ -323,14 +332,16 @@ class FaissIndex:
             accel = self._accelerator()
             if accel is not None:
                 return accel.search(queries, k)
-            if self.kind == "flat" and len(queries) <= 4:
+            if self.kind == "flat" and (len(queries) <= 4 or len(queries) * self.count() <= FLAT_SCAN_MAX_SCORES):
                 return self._flat_scan(queries, k)
             return self._search(queries, k)
 
     def _flat_scan(self, queries: FloatArray, k: int) -> tuple[FloatArray, IdArray]:
         """Exact search for a few queries: one BLAS product over FAISS's own storage (a view, no copy)
         and a partial sort. FAISS scans for a single query on one thread; BLAS uses every core
-        (100 000 × 512-d: 5.0 ms against 7.5 ms, benchmarks/bench_search.py)."""
+        (100 000 × 512-d: 5.0 ms against 7.5 ms, benchmarks/bench_search.py). A batch (an example's
+        windows) too, while its score matrix stays small: 32 queries × 40 000 × 512-d took a third of
+        FAISS's own batched search's time (benchmarks/bench_example.py, BENCHMARKS.md)."""
         flat = faiss.downcast_index(self.index.index)
         n = int(flat.ntotal)
         stored = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)

@@ -144,7 +144,7 @@ def run_index(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
     else:
-        _print_summary(result.to_dict())
+        print_summary(result.to_dict())
     return 0
 
 
@@ -190,7 +190,7 @@ def run_reindex(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary.to_dict())
     else:
-        _print_summary(summary.to_dict())
+        print_summary(summary.to_dict())
     return 0
 
 
@@ -220,7 +220,7 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def print_summary(summary: dict[str, Any]) -> None:
     keys = ("added", "updated", "unchanged", "moved", "removed", "failed", "segments")
     print(", ".join(f"{summary[k]} {k}" for k in keys) + f" in {summary['seconds']:.1f} s")
     for err in summary["errors"]:
