@@ -11,7 +11,7 @@ import torch
 
 import storage.vectors as vectors_module
 from storage.index_choice import ExactNeighbours, measure_recall, tune
-from storage.torch_search import TorchExactSearch
+from storage.vectors.torch_search import TorchExactSearch
 from storage.vectors import INDEX_KINDS, FaissIndex, IndexSpec, create_index, load_index, two_level_centroids
 
 DIM = 32
