@@ -44,7 +44,7 @@ def create_index(dim: int, kind: str | IndexSpec = "flat") -> FaissIndex:
 
 def load_index(path: Path, kind: str | None = None, *, vector_source: VectorSource | None = None) -> FaissIndex:
     """Read an index file; its kind is read from the file itself (`kind`, when given, must match)."""
-    index = faiss.downcast_index(faiss.read_index(str(path)))
+    index = faiss.read_index(str(path))  # downcast already, and the owner of the C++ object: keep this one
     found = next((cls for cls in KINDS.values() if cls.recognises(index)), None)
     if found is None:
         raise ValueError(f"{path} holds an unsupported FAISS index ({type(index).__name__})")
