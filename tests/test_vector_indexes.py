@@ -284,7 +284,9 @@ def test_no_import_cycle_through_the_vector_indexes() -> None:
         ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
         for p in (root / "storage").rglob("*.py")
     }
-    graph = {name: {m for m in _imports(path, set(modules)) if m in modules and m != name} for name, path in modules.items()}
+    graph = {
+        name: {m for m in _imports(path, set(modules)) if m in modules and m != name} for name, path in modules.items()
+    }
 
     def reaches(start: str, goal: str) -> bool:
         seen, todo = set(), [start]
