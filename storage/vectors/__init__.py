@@ -30,7 +30,6 @@ Modules import downwards only: `base` ← the kinds and searchers ← `serving` 
 
 from storage.vectors.base import IdArray, IndexSpec, Searcher, VectorIndex, VectorSource, atomic_write_index
 from storage.vectors.factory import (
-    EXACT_KINDS,
     INDEX_KINDS,
     create_index,
     estimated_bytes,
@@ -42,7 +41,6 @@ from storage.vectors.ivf import two_level_centroids
 from storage.vectors.serving import FaissIndex
 
 __all__ = [
-    "EXACT_KINDS",
     "INDEX_KINDS",
     "FaissIndex",
     "IdArray",

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 import faiss as _faiss
 import numpy as np
@@ -173,7 +173,7 @@ class FaissKind(ABC):
         """Whether a FAISS index read from a file (downcast) is of this kind."""
 
     @classmethod
-    def create(cls, dim: int, spec: IndexSpec) -> FaissKind:
+    def create(cls, dim: int, spec: IndexSpec) -> Self:
         """An empty index of this kind (untrained for IVF kinds)."""
         cls.check(spec, dim)
         return cls(faiss.index_factory(dim, cls.factory_string(spec), faiss.METRIC_INNER_PRODUCT))

@@ -15,7 +15,6 @@ KINDS: dict[str, type[FaissKind]] = {
     cls.kind: cls for cls in (FlatIndex, HnswIndex, IvfFlatIndex, IvfSqfp16Index, IvfSq8Index, IvfPqIndex)
 }
 INDEX_KINDS = tuple(KINDS)
-EXACT_KINDS = tuple(kind for kind, cls in KINDS.items() if cls.exact)
 
 
 def kind_class(kind: str) -> type[FaissKind]:

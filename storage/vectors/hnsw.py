@@ -7,7 +7,7 @@ background rebuild compacts them away.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -40,8 +40,8 @@ class HnswIndex(FaissKind):
         return isinstance(index, faiss.IndexIDMap2) and isinstance(faiss.downcast_index(index.index), faiss.IndexHNSW)
 
     @classmethod
-    def create(cls, dim: int, spec: IndexSpec) -> HnswIndex:
-        made = cls(faiss.index_factory(dim, cls.factory_string(spec), faiss.METRIC_INNER_PRODUCT))
+    def create(cls, dim: int, spec: IndexSpec) -> Self:
+        made = super().create(dim, spec)
         made.hnsw.efSearch = DEFAULT_EF_SEARCH
         return made
 
