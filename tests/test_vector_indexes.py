@@ -61,39 +61,51 @@ def data() -> dict[str, np.ndarray]:
     }
 
 
-def build(kind: str, data: dict[str, np.ndarray], device: str | None = None) -> FaissIndex:
+def build(kind: str, data: dict[str, np.ndarray], device: str | None = None, path: str | None = None) -> FaissIndex:
     vectors, ids = data["vectors"], data["ids"]
     index = create_index(DIM, IndexSpec(kind, nlist=64, pq_m=8))
     index.vector_source = lambda wanted: vectors[np.asarray(wanted) - FIRST_ID]
     index.train(vectors)
-    if device is not None:
-        index.accelerate(device)
+    accelerated(index, device, path)
     index.add(ids[: N // 2], vectors[: N // 2])
     index.add(ids[N // 2 :], vectors[N // 2 :])
     return index
 
 
 needs_faiss_gpu = pytest.mark.skipif(not faiss_gpu_usable(), reason="no GPU build of FAISS and GPU here")
-# Every kind on FAISS's CPU path; the torch searcher (on CPU tensors here, the code that runs on a GPU) in
-# front of an exact, a graph and a quantised kind; FAISS's own GPU indexes where there are some.
+needs_torch_gpu = pytest.mark.skipif(
+    not torch.cuda.is_available() or faiss_gpu_usable(), reason="no GPU here (or FAISS takes it)"
+)
+# Every kind on FAISS's CPU path; the torch searcher (on CPU tensors: the code that runs on a GPU, in fp32)
+# in front of an exact, a graph and a quantised kind, and the same on a GPU where FAISS cannot use it;
+# FAISS's own GPU indexes where there are some. `device` is what `accelerate` is given, `path` what it takes.
 VARIANTS = [
-    *[pytest.param(kind, None, id=kind) for kind in INDEX_KINDS],
-    *[pytest.param(kind, "cpu", id=f"{kind}+torch") for kind in ("flat", "hnsw", "ivf_sq8")],
-    *[pytest.param(kind, "cuda", id=f"{kind}+faiss-gpu", marks=needs_faiss_gpu) for kind in ("flat", "ivf_flat")],
+    *[pytest.param(kind, None, None, id=kind) for kind in INDEX_KINDS],
+    *[pytest.param(kind, "cpu", "torch", id=f"{kind}+torch") for kind in ("flat", "hnsw", "ivf_sq8")],
+    *[
+        pytest.param(kind, "cuda", "torch", id=f"{kind}+torch-gpu", marks=needs_torch_gpu)
+        for kind in ("flat", "hnsw", "ivf_sq8")
+    ],
+    *[
+        pytest.param(kind, "cuda", "faiss-gpu", id=f"{kind}+faiss-gpu", marks=needs_faiss_gpu)
+        for kind in ("flat", "ivf_flat")
+    ],
 ]
-ACCELERATION = {"cpu": "torch", "cuda": "faiss-gpu"}
+CONTRACT = ("kind", "device", "path")
 
 
-def accelerated(index: FaissIndex, device: str | None) -> FaissIndex:
+def accelerated(index: FaissIndex, device: str | None, path: str | None) -> FaissIndex:
     if device is not None:
-        assert index.accelerate(device) == ACCELERATION[device]
+        assert index.accelerate(device) == path
     return index
 
 
-@pytest.mark.parametrize(("kind", "device"), VARIANTS)
-def test_index_contract(kind: str, device: str | None, data: dict[str, np.ndarray], tmp_path: Path) -> None:
+@pytest.mark.parametrize(CONTRACT, VARIANTS)
+def test_index_contract(
+    kind: str, device: str | None, path: str | None, data: dict[str, np.ndarray], tmp_path: Path
+) -> None:
     vectors, ids = data["vectors"], data["ids"]
-    index = build(kind, data, device)
+    index = build(kind, data, device, path)
     assert index.kind == kind and index.count() == N
     assert np.array_equal(np.sort(index.ids()), ids)
 
@@ -132,7 +144,7 @@ def test_index_contract(kind: str, device: str | None, data: dict[str, np.ndarra
 
     # save/load: same kind, same ids, same answers
     index.save(tmp_path / "v.faiss")
-    loaded = accelerated(load_index(tmp_path / "v.faiss", vector_source=index.vector_source), device)
+    loaded = accelerated(load_index(tmp_path / "v.faiss", vector_source=index.vector_source), device, path)
     assert loaded.kind == kind and loaded.count() == N - 200
     assert np.array_equal(np.sort(loaded.ids()), ids[200:])
     assert loaded.search_param == index.search_param
@@ -142,14 +154,14 @@ def test_index_contract(kind: str, device: str | None, data: dict[str, np.ndarra
     assert loaded.search(vectors[:1], 1)[1][0, 0] == ids[0]
 
 
-@pytest.mark.parametrize(("kind", "device"), VARIANTS)
+@pytest.mark.parametrize(CONTRACT, VARIANTS)
 def test_empty_index_answers_nothing_and_round_trips(
-    kind: str, device: str | None, data: dict[str, np.ndarray], tmp_path: Path
+    kind: str, device: str | None, path: str | None, data: dict[str, np.ndarray], tmp_path: Path
 ) -> None:
     index = create_index(DIM, IndexSpec(kind, nlist=64, pq_m=8))
     index.vector_source = lambda wanted: data["vectors"][np.asarray(wanted) - FIRST_ID]
     index.train(data["vectors"])
-    accelerated(index, device)
+    accelerated(index, device, path)
     assert index.count() == 0 and len(index.ids()) == 0 and index.tombstones() == 0
     for allowed in (None, data["ids"][:5]):
         scores, found = index.search(data["eval_q"][:3], 4, allowed_ids=allowed)
@@ -163,8 +175,10 @@ def test_empty_index_answers_nothing_and_round_trips(
     assert loaded.search(data["vectors"][1], 1)[1][0, 0] == data["ids"][1]
 
 
-@pytest.mark.parametrize(("kind", "device"), VARIANTS)
-def test_ids_are_labels_not_positions(kind: str, device: str | None, data: dict[str, np.ndarray]) -> None:
+@pytest.mark.parametrize(CONTRACT, VARIANTS)
+def test_ids_are_labels_not_positions(
+    kind: str, device: str | None, path: str | None, data: dict[str, np.ndarray]
+) -> None:
     """Sparse, shuffled, 64-bit ids come back as given; k beyond the vectors pads with -1."""
     gen = np.random.default_rng(9)
     vectors = data["vectors"][:300]
@@ -173,7 +187,7 @@ def test_ids_are_labels_not_positions(kind: str, device: str | None, data: dict[
     by_label = dict(zip(labels.tolist(), range(300), strict=True))
     index.vector_source = lambda wanted: vectors[[by_label[int(i)] for i in wanted]]
     index.train(data["vectors"])
-    accelerated(index, device)
+    accelerated(index, device, path)
     index.add(labels, vectors)
     assert np.array_equal(np.sort(index.ids()), np.sort(labels))
     index.set_search_param(index.nlist or 512)  # every list, a wide graph search: ids under test, not recall
@@ -184,9 +198,11 @@ def test_ids_are_labels_not_positions(kind: str, device: str | None, data: dict[
     assert ((few >= 0).sum(axis=1) == 300).all() and (few[:, 300:] == -1).all()
 
 
-@pytest.mark.parametrize(("kind", "device"), VARIANTS)
-def test_wrong_dimension_is_refused(kind: str, device: str | None, data: dict[str, np.ndarray]) -> None:
-    index = build(kind, data, device)
+@pytest.mark.parametrize(CONTRACT, VARIANTS)
+def test_wrong_dimension_is_refused(
+    kind: str, device: str | None, path: str | None, data: dict[str, np.ndarray]
+) -> None:
+    index = build(kind, data, device, path)
     with pytest.raises(ValueError, match=f"expected vectors of shape \\(2, {DIM}\\)"):
         index.add(data["ids"][:2], np.ones((2, DIM + 1), np.float32))
     for queries in (np.ones((2, DIM + 1), np.float32), np.ones(DIM - 1, np.float32)):
