@@ -277,6 +277,22 @@ def test_files_written_by_the_old_single_class_load(kind: str, data: dict[str, n
     assert factory_string(IndexSpec(kind, nlist=16, pq_m=8)) == OLD_FACTORIES[kind].replace("64_HNSW32", "16")
 
 
+def test_index_save_replaces_atomically_and_keeps_the_file_mode(data: dict[str, np.ndarray], tmp_path: Path) -> None:
+    """Saving goes through `storage.atomic`: a failed save leaves the old file whole, a good one keeps its mode."""
+    path = tmp_path / "v.faiss"
+    index = build("flat", data)
+    index.save(path, b"trailer-1")
+    path.chmod(0o644)  # as a user made it readable to a server running as someone else
+    before = path.read_bytes()
+    index.remove(data["ids"][:10])
+    with pytest.raises(TypeError):
+        index.save(path, "not bytes")  # type: ignore[arg-type]  # fails after FAISS wrote its part
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["v.faiss"]
+    index.save(path, b"trailer-2")
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert load_index(path).count() == N - 10 and path.read_bytes().endswith(b"trailer-2")
+
+
 def _imports(path: Path, modules: set[str]) -> set[str]:
     """Modules a file imports, at any level (type-checking and function-level imports included);
     `from package import submodule` is an import of the submodule, not of the package."""
