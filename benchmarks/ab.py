@@ -44,6 +44,7 @@ def run(tree: Path, module: str, args: list[str]) -> dict[Row, list[float]]:
     done = subprocess.run(
         [sys.executable, "-m", module, *args], cwd=tree, env=env, capture_output=True, text=True, check=True
     )
+    print(done.stdout, file=sys.stderr, flush=True)  # each run's own table, should a later run fail
     return table_rows(done.stdout)
 
 
