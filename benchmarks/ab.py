@@ -49,7 +49,9 @@ def run(tree: Path, module: str, args: list[str]) -> dict[Row, list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )  # the benchmark's own options (`--n`) must not read as abbreviations of these
     parser.add_argument("--old", type=Path, required=True, help="the checkout before the change")
     parser.add_argument("--new", type=Path, default=Path("."), help="the checkout after it (default: here)")
     parser.add_argument("--rounds", type=int, default=2, help="runs per side")
