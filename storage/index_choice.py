@@ -47,7 +47,7 @@ import numpy as np
 
 from indexer.settings import parse_bytes, settings
 from indexer.types import FloatArray
-from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index
+from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index, estimated_bytes, factory_string
 
 if TYPE_CHECKING:
     from storage.catalog import Catalog
@@ -90,7 +90,7 @@ class IndexPlan:
 
     @property
     def factory(self) -> str:
-        return self.spec.factory
+        return factory_string(self.spec)
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ def choose_index(
     n = max(0, int(n_vectors))
 
     def plan(spec: IndexSpec, why: str, *, fits: bool = True) -> IndexPlan:
-        size = int(n * spec.bytes_per_vector(dim) + spec.fixed_bytes(dim))
+        size = int(estimated_bytes(spec, dim, n))
         train = 0
         if spec.kind.startswith("ivf"):
             train = min(n, max(50 * spec.nlist, 10_000 if spec.kind == "ivf_pq" else 0))
@@ -168,7 +168,7 @@ def choose_index(
         return IndexPlan(spec, n, dim, size, budget, fits, train, f"{why} (≈{_human(size)}, {budget_note})")
 
     def size_of(spec: IndexSpec) -> float:
-        return n * spec.bytes_per_vector(dim) + spec.fixed_bytes(dim)
+        return estimated_bytes(spec, dim, n)
 
     flat = IndexSpec("flat")
     scan = n * 4 * dim
@@ -317,7 +317,7 @@ def _tune_knob(
     if knob is None:
         return TuneResult(None, None, measure_recall(index, queries, truth, exclude, k))
     name, _ = knob
-    upper = int(index.ivf.nlist) if name == "nprobe" else 4096
+    upper = index.nlist if name == "nprobe" else 4096
     lower_start = 1 if name == "nprobe" else max(16, k)
     tried: dict[int, float] = {}
 
@@ -384,10 +384,10 @@ def rebuild_reason(index: FaissIndex, plan: IndexPlan, policy: IndexPolicy) -> s
         if plan.kind == "flat" and not index.exact and index.count() * 4 * index.dim > policy.exact_max_bytes / 2:
             return None  # hysteresis: do not fall back to exact until well below the threshold
         return f"{index.kind} → {plan.kind}"
-    if index.ivf is not None:
-        ratio = plan.spec.nlist / max(1, int(index.ivf.nlist))
+    if index.nlist:
+        ratio = plan.spec.nlist / index.nlist
         if ratio >= policy.retrain_factor or ratio <= 1 / policy.retrain_factor:
-            return f"retrain: nlist {index.ivf.nlist} → {plan.spec.nlist}"
+            return f"retrain: nlist {index.nlist} → {plan.spec.nlist}"
     if index.kind == "hnsw" and index.tombstones() > policy.max_tombstone_share * max(1, index.count()):
         return f"compact {index.tombstones():,} tombstones"
     return None
