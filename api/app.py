@@ -26,6 +26,7 @@ from api.settings import Settings
 from api.uploads import BodyLimit
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
+from indexer.settings import settings as configured_settings
 from search.engine import Engine
 from storage.catalog import Catalog, set_search_threads
 
@@ -36,7 +37,7 @@ def create_app(
     settings: Settings | None = None, *, encoder: Encoder | None = None, captioner: Captioner | None = None
 ) -> FastAPI:
     """The app; `encoder` replaces loading `settings.model` (tests), `captioner` plugs in captions."""
-    settings = settings or Settings()
+    settings = settings or configured_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

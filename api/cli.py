@@ -19,7 +19,9 @@ from indexer.errors import SoundsearchError
 # Imported lazily so that `soundsearch --help` does not pay for torch/transformers imports.
 COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.index",
+    "api.commands.watch",
     "api.commands.search",
+    "api.commands.export",
     "api.commands.eval",
     "api.commands.synth",
     "api.commands.tagger",
@@ -27,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "api.commands.train",
     "api.commands.caption",
     "api.commands.doctor",
+    "api.commands.ucs",
+    "api.commands.write_tags",
 )
 
 

@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from api.commands.common import TqdmProgress
+from api.commands.search import format_hit
+from api.progress import TqdmProgress
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,14 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
         for query in ("a siren passing in the distance", "drizzle on a window", "glass shattering"):
             print(f'\n3. Search: "{query}"')
-            for hit in engine.search(query, k=3):
-                where = f"at {hit.start_s:.1f}-{hit.end_s:.1f} s"
-                print(f"   {hit.score:6.3f}  {hit.path.relative_to(library.absolute())}  {where}")
+            for i, hit in enumerate(engine.search(query, k=3), 1):
+                print(format_hit(i, hit.to_dict()))
 
         example = catalog.files()[0].path
         print(f"\n4. Sounds like {example.relative_to(library.absolute())}:")
-        for hit in engine.similar(example, k=3):
-            print(f"   {hit.score:6.3f}  {hit.path.relative_to(library.absolute())}")
+        for i, hit in enumerate(engine.similar(example, k=3), 1):
+            print(format_hit(i, hit.to_dict()))
 
         labels = ["siren", "rain", "helicopter", "applause", "thunder", "footsteps"]
         print(f"\n5. Zero-shot classification of {example.name} against {labels}:")

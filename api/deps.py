@@ -41,6 +41,9 @@ async def search_filters(
     folder: Annotated[str | None, Query(max_length=1000, description="a path prefix or a folder name")] = None,
     tag: Annotated[list[str], Query(max_length=50, description="every tag must be present (repeatable)")] = [],  # noqa: B006
     format: Annotated[list[str], Query(max_length=20, description="wav, flac, ... (repeatable)")] = [],  # noqa: B006
+    ucs: Annotated[
+        list[str], Query(max_length=20, description="UCS CatID (DOORWood) or category (DOOR); any may match")
+    ] = [],  # noqa: B006
 ) -> Filters:
     return Filters(
         min_duration_s=min_duration,
@@ -48,6 +51,7 @@ async def search_filters(
         folder=folder or None,
         tags=tuple(t for t in tag if t.strip()),
         formats=tuple(f for f in format if f.strip()),
+        ucs=tuple(u.strip() for u in ucs if u.strip()),
     )
 
 
@@ -71,8 +75,12 @@ def hit_out(hit: Hit, roots: list[Path]) -> HitOut:
         name=display(hit.path.name),
         folder=_place(hit.path, roots),
         score=round(hit.score, 6),
+        audio_score=None if hit.audio_score is None else round(hit.audio_score, 6),
+        matched_terms=list(hit.matched_terms),
         start_s=round(hit.start_s, 3),
         end_s=round(hit.end_s, 3),
+        query_start_s=None if hit.query_start_s is None else round(hit.query_start_s, 3),
+        query_end_s=None if hit.query_end_s is None else round(hit.query_end_s, 3),
         duration_s=hit.duration_s,
         format=hit.format,
         tags=list(hit.tags),

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from api.schemas import Problem
 from indexer.errors import AudioDecodeError, EncoderLoadError, SoundsearchError
+from indexer.regions import RegionError
 from search.query import QueryError
 from storage.catalog import CatalogError
 
@@ -59,6 +60,7 @@ class Unavailable(ApiError):
 STATUS_BY_ERROR: tuple[tuple[type[Exception], int], ...] = (
     (AudioDecodeError, 422),  # the bytes are audio-shaped but cannot be decoded: the reason says why
     (QueryError, 422),  # a well-formed request whose values cannot be searched (empty query, bad labels)
+    (RegionError, 422),  # a region outside the file, or a lossy source that cannot be cut exactly
     (CatalogError, 409),  # the catalog is busy (another indexing run) or bound to another model
     (EncoderLoadError, 503),
     (SoundsearchError, 400),

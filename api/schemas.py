@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -19,6 +19,7 @@ class Problem(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+    catalog_id: str | None = Field(default=None, description="which catalog this server serves (the CLI checks it)")
 
 
 class HitOut(BaseModel):
@@ -26,9 +27,17 @@ class HitOut(BaseModel):
     path: str
     name: str
     folder: str
-    score: float
+    score: float = Field(description="the ranking's own score (reciprocal-rank fusion in hybrid mode): orders the list")
+    audio_score: float | None = Field(
+        description="cosine of the file's best window against the query, -1 to 1; null when only its words matched"
+    )
+    matched_terms: list[str] = Field(description="the query's words found in the file's name, folders, tags or caption")
     start_s: float = Field(description="start of the best-matching segment")
     end_s: float
+    query_start_s: float | None = Field(
+        default=None, description="search by example: where the part of the example that matched best starts"
+    )
+    query_end_s: float | None = None
     duration_s: float | None
     format: str | None
     tags: list[str]
@@ -134,3 +143,5 @@ class StatusOut(BaseModel):
     max_upload_seconds: float
     max_query_chars: int = MAX_QUERY_CHARS
     jobs_running: int
+    pid: int = Field(description="the server process that answered (one of several under `serve --workers`)")
+    catalog: dict[str, Any] = Field(description="the catalog's own report, as `soundsearch status` prints it")

@@ -97,6 +97,11 @@ class Services:
     def catalog(self) -> Catalog:
         return self.engine.catalog
 
+    @functools.cached_property
+    def catalog_id(self) -> str:
+        """The catalog's id, read once: /healthz reports it without a database query."""
+        return self.catalog.catalog_id
+
     def refresh(self) -> None:
         """Serve what the database holds now (after an indexing job, whether it finished or failed).
 

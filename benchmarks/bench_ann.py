@@ -38,7 +38,9 @@ import faiss
 import numpy as np
 
 from benchmarks._common import machine, percentile_ms
+from indexer.settings import parse_bytes
 from indexer.types import FloatArray
+from storage.atomic import atomic_path
 from storage.index_choice import (
     ExactNeighbours,
     IndexPlan,
@@ -47,7 +49,6 @@ from storage.index_choice import (
     default_memory_budget,
     measure_recall,
     nlist_for,
-    parse_bytes,
     tune,
 )
 from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index
@@ -288,17 +289,15 @@ def chunks_of(data: FloatArray, rows: int = 100_000) -> Iterator[tuple[IdArray, 
 
 
 def mapped_data(mix: Mixture, path: Path) -> FloatArray:
-    """The mixture's n vectors in a float32 file, written once (a partial file from a killed run is redone)."""
+    """The mixture's n vectors in a float32 file, written once (whole: a killed run leaves none)."""
     shape = (mix.n, mix.dim)
     if not (path.exists() and path.stat().st_size == mix.n * mix.dim * 4):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
-        out = np.memmap(partial, dtype=np.float32, mode="w+", shape=shape)
-        for ids, vectors in mix.chunks():
-            out[ids[0] : ids[-1] + 1] = vectors
-        out.flush()
-        del out
-        partial.rename(path)
+        with atomic_path(path) as partial:
+            out = np.memmap(partial, dtype=np.float32, mode="w+", shape=shape)
+            for ids, vectors in mix.chunks():
+                out[ids[0] : ids[-1] + 1] = vectors
+            out.flush()
+            del out
     return np.memmap(path, dtype=np.float32, mode="r", shape=shape)
 
 

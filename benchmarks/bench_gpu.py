@@ -43,7 +43,7 @@ from indexer.pipeline import IndexOptions, index_paths
 from indexer.types import FloatArray
 from storage.catalog import Catalog
 from storage.index_choice import recall_at_k
-from storage.torch_search import TorchExactSearch
+from storage.vectors.torch_search import TorchExactSearch
 
 FORMATS = [f for f in INDEX_FORMATS if f[0] != "mp3"]  # MP3 encoding would dominate writing 20 000 clips
 

@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from captioning.errors import MetricsError
+from indexer.settings import Settings, settings
 
 CORENLP_VERSION = "3.6.0"
 CORENLP_JARS = (f"stanford-corenlp-{CORENLP_VERSION}.jar", f"stanford-corenlp-{CORENLP_VERSION}-models.jar")
 CORENLP_URL = "http://nlp.stanford.edu/software/stanford-corenlp-full-2015-12-09.zip"
-SPICE_ENV = "SOUNDSEARCH_SPICE_DIR"
+SPICE_ENV = Settings.env_name("spice_dir")
 SPICE_MAIN = "edu.anu.spice.SpiceScorer"
 
 
@@ -67,7 +68,7 @@ def locate_spice(spice_dir: str | Path | None = None) -> SpiceLocation | str:
     bundled = _pycocoevalcap_spice()
     if bundled is None or not (bundled / "spice-1.0.jar").is_file():
         return "pycocoevalcap (which ships spice-1.0.jar) is not installed"
-    candidates = [Path(p) for p in (spice_dir, os.environ.get(SPICE_ENV)) if p]
+    candidates = [Path(p) for p in (spice_dir, settings().spice_dir) if p]
     candidates += [default_spice_dir(), bundled / "lib"]
     for folder in candidates:
         if all((folder / jar).is_file() for jar in CORENLP_JARS):

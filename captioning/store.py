@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from captioning.errors import CaptioningError
 from captioning.features import FeatureExtractor
 from captioning.model import CaptionModel, DecodeConfig
 from captioning.tokenizer import ensure_special_tokens, tokenizer_from_json, tokenizer_to_json
+from storage.atomic import atomic_path, atomic_write_text
 
 FORMAT_VERSION = 1
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -137,9 +137,8 @@ def save_captioner(
             continue
         seen[key] = k
         unique[k] = v.detach().cpu().contiguous().clone()
-    tmp = out_dir / (MODEL_FILE + ".tmp")
-    save_file(unique, str(tmp))
-    os.replace(tmp, out_dir / MODEL_FILE)
+    with atomic_path(out_dir / MODEL_FILE) as tmp:
+        save_file(unique, str(tmp))
     meta = {
         "format_version": FORMAT_VERSION,
         "spec": spec.to_json(),
@@ -147,7 +146,7 @@ def save_captioner(
         "tied": tied,
         "card": card or {},
     }
-    (out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out_dir / META_FILE, json.dumps(meta, indent=2) + "\n")
     return out_dir
 
 

@@ -26,11 +26,9 @@ from evaluation.metrics import (
     zeroshot_multi_label,
     zeroshot_single_label,
 )
+from evaluation.prompts import DEFAULT_TEMPLATE, LABEL_PLACEHOLDER
 from indexer.encoders.base import Encoder
 from indexer.types import FloatArray
-
-DEFAULT_TEMPLATE = "This is a sound of {label}."
-LABEL_PLACEHOLDER = "{label}"
 
 Decoder = Callable[[Path, int], FloatArray]
 

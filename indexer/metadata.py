@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import re
-import struct
 from dataclasses import dataclass
 from pathlib import Path
-from xml.etree import ElementTree
 
 import soundfile as sf
 
+from indexer.filetags import read_file_tags
 from indexer.fsnames import display
 
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
@@ -24,7 +23,7 @@ _SEPARATORS = re.compile(r"[\s_\-.,;:()\[\]{}+&/\\]+")
 @dataclass(frozen=True)
 class EmbeddedText:
     title: str | None = None
-    comment: str | None = None  # ID3/Vorbis comment, WAV INFO comment, BWF description or iXML note
+    comment: str | None = None  # comments, BWF/iXML descriptions and notes, keywords, UCS category (see below)
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,11 @@ def words(text: str) -> list[str]:
 
 
 def read_embedded_text(path: str | Path) -> EmbeddedText:
-    """Title and comment/description from the file's own tags; empty when it has none or cannot be read."""
+    """Title and comment from the file's own tags; empty when it has none or cannot be read.
+
+    The comment gathers every description the file carries, once each: its INFO/Vorbis/ID3 comment, the
+    description, iXML note and keywords a librarian (or `soundsearch write-tags`) wrote, and its UCS category.
+    """
     title = comment = None
     try:
         with sf.SoundFile(os.fsencode(path)) as f:  # bytes: the name may not be UTF-8 (indexer.fsnames)
@@ -61,9 +64,10 @@ def read_embedded_text(path: str | Path) -> EmbeddedText:
             comment = f.comment or None
     except Exception:  # tags are a bonus: a file whose tags cannot be read is indexed without them
         return EmbeddedText()
-    if comment is None and Path(path).suffix.lower() in (".wav", ".bwf", ".wave"):
-        comment = _bext_description(Path(path)) or _ixml_note(Path(path))
-    return EmbeddedText(title=_clean(title), comment=_clean(comment))
+    tags = read_file_tags(os.fsencode(path))
+    category = " ".join(filter(None, (tags.category, tags.subcategory))) or tags.cat_id
+    parts = (comment, tags.description, tags.note, ", ".join(tags.keywords), category)
+    return EmbeddedText(title=_clean(title or tags.fx_name), comment=_clean(_gathered(parts)))
 
 
 def search_text(path: str | Path, root: str | Path | None, embedded: EmbeddedText) -> str:
@@ -88,42 +92,11 @@ def _clean(text: str | None) -> str | None:
     return text or None
 
 
-def _bext_description(path: Path) -> str | None:
-    """The 256-byte Description field of a Broadcast WAV `bext` chunk (libsndfile does not expose it)."""
-    data = _riff_chunk(path, b"bext", 256)
-    if not data:
-        return None
-    return data.split(b"\x00", 1)[0].decode("latin-1").strip() or None
-
-
-def _ixml_note(path: Path) -> str | None:
-    """The first non-empty `<NOTE>` of an iXML chunk (what field recorders write a take's notes to)."""
-    data = _riff_chunk(path, b"iXML", 1 << 20)
-    if not data:
-        return None
-    try:
-        root = ElementTree.fromstring(data.split(b"\x00", 1)[0])
-    except ElementTree.ParseError:
-        return None
-    notes = (el.text.strip() for el in root.iter() if el.tag.upper() == "NOTE" and el.text)
-    return next((n for n in notes if n), None)
-
-
-def _riff_chunk(path: Path, wanted: bytes, limit: int) -> bytes | None:
-    """The first `limit` bytes of a WAV file's top-level chunk `wanted`, None when it has none."""
-    try:
-        with path.open("rb") as f:
-            header = f.read(12)
-            if header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-                return None
-            size = path.stat().st_size
-            pos = 12
-            while pos + 8 <= size:
-                f.seek(pos)
-                chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
-                if chunk_id == wanted:
-                    return f.read(min(limit, chunk_size))
-                pos += 8 + chunk_size + (chunk_size & 1)
-    except OSError:
-        return None
-    return None
+def _gathered(parts: tuple[str | None, ...]) -> str | None:
+    """The distinct texts in order, as sentences; one already contained in an earlier one is left out."""
+    kept: list[str] = []
+    for part in parts:
+        text = (part or "").strip().rstrip(".")
+        if text and not any(text.lower() in k.lower() for k in kept):
+            kept.append(text)
+    return ". ".join(kept) or None

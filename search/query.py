@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from indexer.errors import SoundsearchError
-from indexer.types import Seconds
+
+if TYPE_CHECKING:  # numpy comes with it: the CLI parses its options without numpy
+    from indexer.types import Seconds
 
 MAX_QUERY_CHARS = 1_000
+MAX_API_K = 200  # results one request to the server may ask for (the CLI asks for more itself)
 MODES = ("hybrid", "vector", "text")
 
 
@@ -25,11 +29,20 @@ class Filters:
     folder: str | None = None  # a path prefix, or a folder name anywhere in the path
     tags: tuple[str, ...] = ()  # every tag must be present
     formats: tuple[str, ...] = ()  # container names or extensions: "wav", "FLAC", ...
+    # UCS CatIDs ("DOORWood") or CatShorts ("DOOR": the whole category), from `soundsearch ucs`; any may match
+    ucs: tuple[str, ...] = ()
 
     @property
     def active(self) -> bool:
         return any(
-            (self.min_duration_s is not None, self.max_duration_s is not None, self.folder, self.tags, self.formats)
+            (
+                self.min_duration_s is not None,
+                self.max_duration_s is not None,
+                self.folder,
+                self.tags,
+                self.formats,
+                self.ucs,
+            )
         )
 
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -45,6 +43,7 @@ from search.tagger_data import (
 )
 from search.tagger_metrics import TaggerReport, evaluate
 from search.tagger_model import Head, TrainedHead, ZeroShotPrior, predict, train_head
+from storage.atomic import atomic_path, atomic_write_text
 from storage.catalog import Catalog
 
 log = logging.getLogger(__name__)
@@ -159,9 +158,9 @@ class Tagger:
         """Write NAME.safetensors, then NAME.json (last, so a JSON always has its weights)."""
         folder.mkdir(parents=True, exist_ok=True)
         weights = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
-        _atomic(folder / f"{self.name}.safetensors", lambda tmp: save_file(weights, tmp))
-        text = json.dumps(self.info.to_dict(), indent=2)
-        _atomic(folder / f"{self.name}.json", lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+        with atomic_path(folder / f"{self.name}.safetensors") as tmp:
+            save_file(weights, tmp)
+        atomic_write_text(folder / f"{self.name}.json", json.dumps(self.info.to_dict(), indent=2))
         return folder / f"{self.name}.json"
 
     @classmethod
@@ -514,14 +513,3 @@ def apply_enabled_taggers(catalog: Catalog, file_ids: Sequence[int]) -> dict[str
         done[info.name] = len(apply_tagger(catalog, tagger, file_ids))
         log.info("tagger %s tagged %d file(s)", info.name, done[info.name])
     return done
-
-
-def _atomic(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

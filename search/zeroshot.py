@@ -80,13 +80,19 @@ class ZeroShotClassifier:
         *,
         templates: Sequence[str] = DEFAULT_TEMPLATES,
         multi_label: bool = False,
+        prompts: Sequence[Sequence[str]] | None = None,
     ) -> None:
+        """`prompts`, one list per label, replaces the templates where a label's words are not the best prompt
+        (a UCS CatID such as "DOORWood" is described by its category, subcategory and synonyms)."""
         self.encoder = encoder
         self.labels = parse_labels(lines=list(labels))
         self.templates = check_templates(templates)
         self.multi_label = multi_label
         self.scale = float(getattr(encoder, "logit_scale", 100.0))
-        self.label_vectors = self._ensemble([[t.format(label) for t in self.templates] for label in self.labels])
+        if prompts is not None and (len(prompts) != len(self.labels) or not all(prompts)):
+            raise QueryError("give one non-empty list of prompts per label")
+        groups = prompts or [[t.format(label) for t in self.templates] for label in self.labels]
+        self.label_vectors = self._ensemble([list(group) for group in groups])
         self.null_vector = self._ensemble([list(NULL_PROMPTS)])[0]
 
     def _ensemble(self, prompt_groups: list[list[str]]) -> FloatArray:

@@ -9,8 +9,9 @@ the temporary file and leaves the old one untouched.
 from __future__ import annotations
 
 import os
-import tempfile
-from collections.abc import Iterator
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,13 +21,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary path beside `path` for the caller to write; on a clean exit it replaces `path`.
 
     An existing target's permission bits are carried over, so rewriting a user's file does not change who may
-    read it.
+    read it; a new file gets what `open(path, "w")` would give it (0o666 less the umask).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(name)
+    tmp = _beside(target, lambda name: os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)))
     try:
         yield tmp
         if target.exists():
@@ -39,6 +38,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     _fsync_dir(target.parent)
 
 
+@contextmanager
+def atomic_directory(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh empty folder beside `path` for the caller to fill; on a clean exit it becomes `path`.
+
+    For a folder published once (an unpacked archive): readers see all of it or none, and a failure leaves
+    no half-filled folder under the final name. An existing non-empty `path` is not replaced (OSError). Its
+    files are not fsynced one by one: such a folder can be made again.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _beside(target, lambda name: os.mkdir(name, 0o777))
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(target.parent)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -47,6 +66,18 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def _beside(target: Path, create: Callable[[Path], None]) -> Path:
+    """A new hidden name in the target's folder (a rename is atomic only within one filesystem), created
+    exclusively by `create`, so two writers of one target never share a temporary."""
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            create(tmp)
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def _fsync_file(path: Path) -> None:

@@ -29,39 +29,51 @@ from typing import Any
 
 import faiss
 import numpy as np
-import platformdirs
-from sqlalchemy import Engine, ExceptionContext, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import (
+    Engine,
+    ExceptionContext,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    make_url,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from indexer.encoders.base import Encoder, mean_pool
 from indexer.errors import SoundsearchError
+from indexer.settings import parse_bytes
 from indexer.types import FloatArray, Seconds
-from storage import fulltext, generation, index_choice, index_file
+from storage import fulltext, generation, index_choice, index_file, migrations
+from storage.location import DB_NAME, database_url, resolve_home
 from storage.schema import (
     CATALOG_ID_KEY,
     SCHEMA_VERSION,
-    Base,
     FileRow,
     Root,
     SegmentRow,
     Setting,
     TagRow,
     ensure_catalog_id,
-    migrate,
-    schema_version,
 )
 from storage.vectors import FaissIndex, IdArray, create_index, load_index
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "catalog.db"
 INDEX_NAME = "vectors.faiss"
 # Bumped whenever decoding/windowing changes embeddings, so old catalogs are not silently mixed.
 PREPROCESSING_VERSION = "1"
 SEGMENT_CACHE_SIZE = 500_000
 # PostgreSQL advisory lock key of an indexing run (any bigint; advisory locks are scoped to one database).
 RUN_LOCK_KEY = 0x736F756E64  # "sound"
+# How long opening a catalog that needs creating or upgrading waits for another process's run lock (one
+# creating or upgrading the same catalog finishes well within it).
+UPGRADE_WAIT_S = 60.0
 
 
 class CatalogError(SoundsearchError):
@@ -150,7 +162,7 @@ class CatalogStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "home": str(self.home),
-            "database_url": self.database_url,
+            "database_url": make_url(self.database_url).render_as_string(hide_password=True),
             "files": self.files,
             "failed": self.failed,
             "segments": self.segments,
@@ -168,11 +180,6 @@ class CatalogStatus:
             "index_recall_at_10": self.index_recall_at_10,
             "index_reason": self.index_reason,
         }
-
-
-def resolve_home(home: str | Path | None = None) -> Path:
-    chosen = home or os.environ.get("SOUNDSEARCH_HOME") or platformdirs.user_data_dir("soundsearch")
-    return Path(chosen).expanduser().absolute()
 
 
 def vector_to_bytes(v: FloatArray) -> bytes:
@@ -211,7 +218,7 @@ class Catalog:
         if root.exists() and not root.is_dir():
             raise CatalogError(f"catalog home {root} exists and is not a directory")
         root.mkdir(parents=True, exist_ok=True)
-        url = db_url or f"sqlite:///{root / DB_NAME}"
+        url = database_url(root, db_url)
         engine = create_engine(url)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
@@ -221,37 +228,47 @@ class Catalog:
         return catalog
 
     def _prepare_schema(self) -> None:
-        # Another process may be creating the same tables (or holding the write lock) right now:
-        # its schema will do, so look again. SQLite cannot wait for a lock inside a transaction that
-        # started as a read, hence the retries rather than the busy timeout.
+        with self.engine.connect() as conn:
+            found = migrations.found(conn)
+        if not found.current:
+            self._check_schema(found)
+            # Under the run lock: two processes opening an old catalog must not both migrate it (the second
+            # waits, then finds it upgraded), and an indexer of an older soundsearch must not write meanwhile.
+            with self.run_lock(wait_s=UPGRADE_WAIT_S):
+                found = migrations.upgrade(self.engine.url, on_error=_storage_errors(_describe_database(self.engine)))
+            if found.newer:  # upgraded meanwhile by a newer soundsearch
+                self._check_schema(found)
+            if found.older:
+                log.warning("upgraded catalog schema %s → %s", found.version, SCHEMA_VERSION)
+        # Rows every catalog needs, also one whose settings a salvage could not read. Another process may
+        # hold SQLite's write lock right now, and a transaction that started as a read cannot wait for it:
+        # hence the retries rather than the busy timeout.
         for attempt in range(5):
             try:
-                self._create_or_migrate()
-                return
+                with self.engine.begin() as conn:
+                    generation.ensure(conn)
+                    ensure_catalog_id(conn)
+                break
             except (OperationalError, IntegrityError):
                 if attempt == 4:
                     raise
                 time.sleep(0.1 * (attempt + 1))
-
-    def _create_or_migrate(self) -> None:
-        with self.engine.begin() as conn:
-            Base.metadata.create_all(conn)
-            version = schema_version(conn)
-            steps: list[int] = []
-            if version is None:
-                conn.execute(insert(Setting).values(key="schema_version", value=str(SCHEMA_VERSION)))
-            elif version > SCHEMA_VERSION:
-                raise CatalogError(
-                    f"catalog {self.home} uses schema version {version}, newer than this soundsearch "
-                    f"({SCHEMA_VERSION}); upgrade soundsearch"
-                )
-            elif version < SCHEMA_VERSION:
-                steps = migrate(conn, SCHEMA_VERSION)
-                log.warning("upgraded catalog schema %s → %s", version, steps[-1])
-            generation.ensure(conn)
-            ensure_catalog_id(conn)  # also for a catalog whose settings a salvage could not read
-        if 4 in steps:
+        if found.version is not None and found.version < 4:
             self._adopt_index_file()
+
+    def _check_schema(self, found: migrations.Found) -> None:
+        """Refuse a schema this soundsearch does not know, and an upgrade asked of a read-only opening."""
+        if found.newer:
+            raise CatalogError(
+                f"catalog {self.home} uses schema version {found.label}, newer than this soundsearch "
+                f"({SCHEMA_VERSION}); upgrade soundsearch"
+            )
+        if found.older and not self.writable:
+            raise CatalogError(
+                f"catalog {self.home} uses schema version {found.version}, older than this soundsearch "
+                f"({SCHEMA_VERSION}); upgrade it with `soundsearch doctor --repair` (or any command that writes "
+                "to it, such as `soundsearch index`), then run this again"
+            )
 
     def _adopt_index_file(self) -> None:
         """Stamp the FAISS file of a catalog upgraded to schema 4 with its identity: that file was the
@@ -288,8 +305,9 @@ class Catalog:
             yield session
 
     @contextmanager
-    def run_lock(self) -> Iterator[None]:
-        """One indexing run (index or reindex) per catalog at a time, across processes; a second is refused.
+    def run_lock(self, *, wait_s: float = 0.0) -> Iterator[None]:
+        """One indexing run (index or reindex) per catalog at a time, across processes; a second is refused
+        (after waiting up to `wait_s` for the first to end).
 
         SQLite: a lock file in the home folder. PostgreSQL: an advisory lock in the database, since
         indexers on other machines share the database but not a home folder. The lock is held by a
@@ -297,16 +315,18 @@ class Catalog:
         """
         if self.engine.dialect.name != "postgresql":
             with open(self.home / "index.lock", "w") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise CatalogError(f"another indexing run is using the catalog in {self.home}") from None
+                if not _acquired(lambda: _try_flock(lock.fileno()), wait_s):
+                    raise CatalogError(f"another indexing run is using the catalog in {self.home}")
                 yield
             return
         with self.engine.connect() as conn:
-            took = conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": RUN_LOCK_KEY})
-            conn.commit()
-            if not took:
+
+            def take() -> bool:
+                took = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:key)"), {"key": RUN_LOCK_KEY}))
+                conn.commit()
+                return took
+
+            if not _acquired(take, wait_s):
                 raise CatalogError(
                     f"another indexing run is using the catalog database {_describe_database(self.engine)}"
                 )
@@ -404,7 +424,7 @@ class Catalog:
                 log.warning("vector index %s is not used: %s; rebuilding it from the database", self.index_path, why)
             return self._built_from_database(save=why is not None)
         index_choice.restore_tuning(index, self.index_state())
-        index.accelerate()  # GPU search when there is a GPU; a no-op otherwise
+        index.accelerate_at_first_search()  # GPU search when there is a GPU; a no-op otherwise
         added, removed = self._reconcile(index)
         if added or removed:
             log.warning("repaired vector index: added %d missing vectors, dropped %d stale ids", added, removed)
@@ -416,7 +436,7 @@ class Catalog:
         binding = self.binding
         index = create_index(binding.dim if binding else 1)
         index.vector_source = self.vectors
-        index.accelerate()
+        index.accelerate_at_first_search()
         added, _ = self._reconcile(index)
         if (save or added) and self.writable:
             self._save(index)
@@ -505,7 +525,7 @@ class Catalog:
         if self.index_policy.max_memory_bytes:
             return self.index_policy.max_memory_bytes
         stored = self.settings().get(index_choice.BUDGET_SETTING_KEY)
-        return index_choice.parse_bytes(stored) if stored else index_choice.default_memory_budget()
+        return parse_bytes(stored) if stored else index_choice.default_memory_budget()
 
     def set_index_budget(self, budget: str | int | None) -> None:
         """Record the catalog's `--max-index-memory` (None: back to the default)."""
@@ -515,7 +535,7 @@ class Catalog:
                 if row is not None:
                     s.delete(row)
             else:
-                s.merge(Setting(key=index_choice.BUDGET_SETTING_KEY, value=str(index_choice.parse_bytes(budget))))
+                s.merge(Setting(key=index_choice.BUDGET_SETTING_KEY, value=str(parse_bytes(budget))))
 
     def index_state(self) -> index_choice.IndexState | None:
         """What the last rebuild recorded about the index (plan, tuning, measured recall)."""
@@ -704,6 +724,21 @@ class Catalog:
             for fid, caption in captions.items():
                 s.execute(update(FileRow).where(FileRow.id == fid).values(caption=caption))
 
+    def tags_from(self, source: str, file_ids: Sequence[int]) -> dict[int, list[tuple[str, float]]]:
+        """The tags one source put on these files (best first); files without any are left out."""
+        out: dict[int, list[tuple[str, float]]] = {}
+        ids = [int(i) for i in file_ids]
+        with Session(self.engine) as s:
+            for start in range(0, len(ids), 500):
+                rows = s.execute(
+                    select(TagRow.file_id, TagRow.label, TagRow.score)
+                    .where(TagRow.source == source, TagRow.file_id.in_(ids[start : start + 500]))
+                    .order_by(TagRow.score.desc())
+                )
+                for fid, label, score in rows:
+                    out.setdefault(fid, []).append((label, score))
+        return out
+
     def set_tags(self, source: str, tags: dict[int, list[tuple[str, float]]]) -> int:
         """Replace the tags from `source` on these files (they become searchable and filterable)."""
         with self.session() as s:
@@ -724,10 +759,47 @@ class Catalog:
         """Vectors in the loaded index (one per segment once it caught up with the database)."""
         return self.index.count()
 
+    @property
+    def exact_scores(self) -> bool:
+        """Whether `nearest_segments` scores are the exact cosines (not an approximate index's codes)."""
+        return self.index.exact_scores
+
     def nearest_segments(self, queries: FloatArray, k: int, among: IdArray | None = None) -> tuple[FloatArray, IdArray]:
         """Scores and segment ids [n_queries, k] of the nearest segments (inner product), best first,
         `among` these segments only when given; slots past what the index holds have id -1."""
         return self.index.search(queries, k, among)
+
+    def move_file(self, file_id: int, new_path: str | Path) -> None:
+        """The file was renamed on disk (same bytes): its row, vectors and tags follow it, nothing is
+        embedded again; its name words are recomputed. A path the catalog already holds is refused."""
+        from indexer.metadata import EmbeddedText, search_text
+
+        path = str(new_path)
+        with self.session() as s:
+            row = s.get(FileRow, file_id)
+            if row is None:
+                raise CatalogError(f"no indexed file with id {file_id}")
+            if s.scalar(select(FileRow.id).where(FileRow.path == path, FileRow.id != file_id)) is not None:
+                raise CatalogError(f"{path} is already in the catalog")
+            root = s.scalar(select(Root.path).where(Root.id == row.root_id))
+            row.search_text = search_text(path, root, EmbeddedText(row.title, row.comment))
+            row.path = path
+
+    def file_rewritten(
+        self, file_id: int, *, size: int, mtime_ns: int, content_hash: str, title: str | None, comment: str | None
+    ) -> None:
+        """soundsearch rewrote the file's tags, not its sound (`indexer.filetags`): record its new size, time
+        and hash, so the next index run sees it unchanged instead of embedding it again, and its new words."""
+        from indexer.metadata import EmbeddedText, search_text
+
+        with self.session() as s:
+            row = s.get(FileRow, file_id)
+            if row is None:
+                raise CatalogError(f"no indexed file with id {file_id}")
+            root = s.scalar(select(Root.path).where(Root.id == row.root_id))
+            row.size, row.mtime_ns, row.content_hash = size, mtime_ns, content_hash
+            row.title, row.comment = title, comment
+            row.search_text = search_text(row.path, root, EmbeddedText(title, comment))
 
     def search_vectors(self, query: FloatArray, k: int) -> list[tuple[SegmentRecord, float]]:
         """Nearest segments to one query vector. Ids the database no longer knows are skipped."""
@@ -804,6 +876,24 @@ def _file_record(row: FileRow) -> FileRecord:
         error=row.error,
         indexed_at=row.indexed_at,
     )
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _acquired(attempt: Callable[[], bool], wait_s: float) -> bool:
+    """Whether `attempt` succeeded within `wait_s` seconds (tried at once, then every 50 ms)."""
+    deadline = time.monotonic() + wait_s
+    while not attempt():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _describe_database(engine: Engine) -> str:

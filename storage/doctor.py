@@ -5,7 +5,8 @@ The checks, in order (each needs the ones before it to pass):
 1. **database**: SQLite's `PRAGMA integrity_check`. A damaged file is recovered into a new one with
    every row SQLite can still read (`storage.salvage`); the damaged file is kept beside it
    (`catalog.db.damaged-<time>`). Rows on unreadable pages are lost, and the report names their tables.
-2. **schema**: the version recorded; older ones are upgraded on open, a newer one cannot be repaired.
+2. **schema**: the version recorded (`storage.migrations`); `--repair` upgrades an older one, a newer one
+   cannot be repaired.
 3. **model**: a catalog holding vectors must know their model (lost only with its settings: not repairable).
 4. **orphan segments**: segments whose file is gone or failed: deleted.
 5. **files without vectors**: OK files with no segment (a lost write, or a salvage): marked failed
@@ -25,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, delete, exists, inspect, make_url, select, update
+from sqlalchemy import create_engine, delete, exists, make_url, select, update
 from sqlalchemy.exc import DBAPIError
 
-from storage import staging
-from storage.catalog import DB_NAME, INDEX_NAME, SQLITE_DAMAGED_CODES, Catalog, CatalogError, FileStatus
+from storage import migrations, staging
+from storage.catalog import INDEX_NAME, SQLITE_DAMAGED_CODES, Catalog, CatalogError, FileStatus
+from storage.location import database_url
 from storage.salvage import salvage
-from storage.schema import SCHEMA_VERSION, FileRow, SegmentRow, schema_version
+from storage.schema import SCHEMA_VERSION, FileRow, SegmentRow
 
 LOST_VECTORS = "its vectors were lost; the next `soundsearch index` embeds it again"
 
@@ -54,7 +56,7 @@ class Finding:
 
 def diagnose(home: Path, db_url: str | None = None, *, repair: bool = False) -> list[Finding]:
     """Check the catalog in `home` (and repair it when asked); findings in the order checked."""
-    url = db_url or f"sqlite:///{home / DB_NAME}"
+    url = database_url(home, db_url)
     parsed = make_url(url)
     db_file = Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
     findings: list[Finding] = []
@@ -63,19 +65,22 @@ def diagnose(home: Path, db_url: str | None = None, *, repair: bool = False) -> 
         findings.append(found)
         if not found.healthy:
             return findings
-    version = _stored_version(url)
-    if version is not None and version > SCHEMA_VERSION:
-        detail = f"schema version {version} is newer than this soundsearch's ({SCHEMA_VERSION})"
+    schema = _found_schema(url) or migrations.Found(None, None)  # unreadable: opening the catalog says why
+    if schema.newer:
+        detail = f"schema version {schema.label} is newer than this soundsearch's ({SCHEMA_VERSION})"
         return [*findings, Finding("schema", False, detail, "cannot be repaired: upgrade soundsearch")]
+    older = f"version {schema.version}, older than this soundsearch's ({SCHEMA_VERSION})"
+    if schema.older and not repair:
+        return [*findings, Finding("schema", False, older, "--repair upgrades it")]
     try:
         catalog = Catalog.open(home, db_url=db_url, writable=repair)
     except CatalogError as exc:
         return [*findings, Finding("schema", False, str(exc), "cannot be repaired here")]
     with catalog:
-        upgraded = version is not None and version < SCHEMA_VERSION
-        findings.append(
-            Finding("schema", True, f"version {SCHEMA_VERSION}" + (f" (upgraded from {version})" if upgraded else ""))
-        )
+        if schema.older:
+            findings.append(Finding("schema", False, older, f"upgraded to version {SCHEMA_VERSION}", repaired=True))
+        else:
+            findings.append(Finding("schema", True, f"version {SCHEMA_VERSION}"))
         findings.append(_check_model(catalog))
         if not findings[-1].healthy:
             return findings  # vectors of an unknown model: nothing below can be checked
@@ -136,12 +141,12 @@ def integrity_problems(db_file: Path) -> list[str]:
     return [] if rows == ["ok"] else rows
 
 
-def _stored_version(url: str) -> int | None:
-    """The schema version as found (opening the catalog upgrades an older one); None when unreadable."""
+def _found_schema(url: str) -> migrations.Found | None:
+    """The schema as found, before opening the catalog upgrades it; None when unreadable."""
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            return schema_version(conn) if inspect(conn).has_table("settings") else None
+            return migrations.found(conn)
     except DBAPIError:
         return None  # opening the catalog then says what is wrong, in one sentence
     finally:

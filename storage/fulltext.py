@@ -17,6 +17,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from sqlalchemy import Connection, select
@@ -124,6 +125,38 @@ class TextIndex:
         docs = (unique % max(len(texts), 1)).astype(np.int64)
         return cls(terms, ptr, docs, counts.astype(np.float32), file_ids, lengths)
 
+    @cached_property
+    def _rows_by_id(self) -> np.ndarray:
+        """Row numbers in file-id order (`file_ids` keeps the database's order)."""
+        return np.argsort(self.file_ids, kind="stable")
+
+    def _words(self, query: str) -> list[str]:
+        return [w for w in dict.fromkeys(query_words(query)) if w not in STOPWORDS]
+
+    def _matches(self, word: str) -> tuple[int, int]:
+        """Postings of what `word` matches in a query: the word, or every term it begins from MIN_PREFIX letters."""
+        return self._span(word, prefix=len(word) >= MIN_PREFIX)
+
+    def matched_words(self, query: str, file_ids: Sequence[int]) -> dict[int, tuple[str, ...]]:
+        """The query's words (matched as `search` matches them) that each of `file_ids` holds; files
+        holding none, or unknown here, are left out."""
+        wanted = np.asarray(file_ids, dtype=np.int64)
+        rows = self._rows(wanted)
+        out: dict[int, list[str]] = {}
+        for word in self._words(query):
+            lo, hi = self._matches(word)
+            for fid in wanted[(rows >= 0) & np.isin(rows, self.docs[lo:hi])]:
+                out.setdefault(int(fid), []).append(word)
+        return {fid: tuple(words) for fid, words in out.items()}
+
+    def _rows(self, file_ids: np.ndarray) -> np.ndarray:
+        """The row of each file id, -1 where unknown."""
+        order = self._rows_by_id
+        if not len(order):
+            return np.full(len(file_ids), -1, dtype=np.int64)
+        rows = order[np.minimum(np.searchsorted(self.file_ids, file_ids, sorter=order), len(order) - 1)]
+        return np.where(self.file_ids[rows] == file_ids, rows, -1)
+
     def _span(self, word: str, prefix: bool) -> tuple[int, int]:
         """Posting range of the terms `word` matches (itself, or every term it begins)."""
         lo = bisect.bisect_left(self.terms, word)
@@ -137,7 +170,7 @@ class TextIndex:
     def search(self, query: str, limit: int, *, exclude: Sequence[str] = ()) -> list[tuple[int, float]]:
         """Files matching any query word, best first, as (file_id, BM25); files with an `exclude` word
         are left out."""
-        words = [w for w in dict.fromkeys(query_words(query)) if w not in STOPWORDS]
+        words = self._words(query)
         n = len(self.file_ids)
         if not words or n == 0 or limit <= 0:
             return []
@@ -146,7 +179,7 @@ class TextIndex:
         scores = np.zeros(n)
         matched = np.zeros(n, dtype=bool)
         for word in words:
-            lo, hi = self._span(word, prefix=len(word) >= MIN_PREFIX)
+            lo, hi = self._matches(word)
             if lo == hi:
                 continue
             # A prefix's terms count as one term per document, as in FTS5 ("glas"*).

@@ -37,7 +37,6 @@ import json
 import logging
 import math
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -47,14 +46,14 @@ from typing import Protocol
 import faiss
 import numpy as np
 
+from indexer.settings import settings
 from indexer.types import FloatArray
-from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index
+from storage.vectors import FaissIndex, IdArray, IndexSpec, create_index, estimated_bytes, factory_string
 
 log = logging.getLogger(__name__)
 
 SETTING_KEY = "index_plan"
 BUDGET_SETTING_KEY = "max_index_memory"
-BUDGET_ENV = "SOUNDSEARCH_MAX_INDEX_MEMORY"
 RECALL_K = 10
 MAX_RERANK_FACTOR = 160  # PQ short list: at most 1 600 exact vectors read per query at k = 10
 
@@ -89,7 +88,7 @@ class IndexPlan:
 
     @property
     def factory(self) -> str:
-        return self.spec.factory
+        return factory_string(self.spec)
 
 
 @dataclass(frozen=True)
@@ -132,21 +131,9 @@ class IndexState:
 # --- the chooser -------------------------------------------------------------------------------------
 
 
-def parse_bytes(text: str | int) -> int:
-    """ "600MB", "12GiB", "1.5G", "4096" → bytes (K/M/G/T powers of 1000, KiB/MiB/GiB/TiB of 1024)."""
-    if isinstance(text, int):
-        return text
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(i?)B?\s*", text, re.IGNORECASE)
-    if not m:
-        raise ValueError(f"not a size: {text!r} (examples: 600MB, 12GiB)")
-    value, unit, binary = float(m.group(1)), m.group(2).upper(), m.group(3)
-    power = "KMGT".index(unit) + 1 if unit else 0
-    return int(value * (1024 if binary else 1000) ** power)
-
-
 def default_memory_budget() -> int:
-    if env := os.environ.get(BUDGET_ENV):
-        return parse_bytes(env)
+    if budget := settings().max_index_memory:
+        return budget
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 4
     except (ValueError, OSError):
@@ -171,7 +158,7 @@ def choose_index(
     n = max(0, int(n_vectors))
 
     def plan(spec: IndexSpec, why: str, *, fits: bool = True) -> IndexPlan:
-        size = int(n * spec.bytes_per_vector(dim) + spec.fixed_bytes(dim))
+        size = int(estimated_bytes(spec, dim, n))
         train = 0
         if spec.kind.startswith("ivf"):
             train = min(n, max(50 * spec.nlist, 10_000 if spec.kind == "ivf_pq" else 0))
@@ -179,7 +166,7 @@ def choose_index(
         return IndexPlan(spec, n, dim, size, budget, fits, train, f"{why} (≈{_human(size)}, {budget_note})")
 
     def size_of(spec: IndexSpec) -> float:
-        return n * spec.bytes_per_vector(dim) + spec.fixed_bytes(dim)
+        return estimated_bytes(spec, dim, n)
 
     flat = IndexSpec("flat")
     scan = n * 4 * dim
@@ -328,7 +315,7 @@ def _tune_knob(
     if knob is None:
         return TuneResult(None, None, measure_recall(index, queries, truth, exclude, k))
     name, _ = knob
-    upper = int(index.ivf.nlist) if name == "nprobe" else 4096
+    upper = index.nlist if name == "nprobe" else 4096
     lower_start = 1 if name == "nprobe" else max(16, k)
     tried: dict[int, float] = {}
 
@@ -386,10 +373,10 @@ def rebuild_reason(index: FaissIndex, plan: IndexPlan, policy: IndexPolicy) -> s
         if plan.kind == "flat" and not index.exact and index.count() * 4 * index.dim > policy.exact_max_bytes / 2:
             return None  # hysteresis: do not fall back to exact until well below the threshold
         return f"{index.kind} → {plan.kind}"
-    if index.ivf is not None:
-        ratio = plan.spec.nlist / max(1, int(index.ivf.nlist))
+    if index.nlist:
+        ratio = plan.spec.nlist / index.nlist
         if ratio >= policy.retrain_factor or ratio <= 1 / policy.retrain_factor:
-            return f"retrain: nlist {index.ivf.nlist} → {plan.spec.nlist}"
+            return f"retrain: nlist {index.nlist} → {plan.spec.nlist}"
     if index.kind == "hnsw" and index.tombstones() > policy.max_tombstone_share * max(1, index.count()):
         return f"compact {index.tombstones():,} tombstones"
     return None

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from indexer.types import Seconds
+from search.ucs_list import UCS_TAG_SOURCE
 from storage.catalog import Catalog, FileStatus
 from storage.schema import FileRow, SegmentRow, TagRow
 from storage.vectors import IdArray
@@ -42,6 +43,9 @@ class FileCriteria(Protocol):
 
     @property
     def formats(self) -> tuple[str, ...]: ...  # container names or extensions: "wav", "FLAC", ...
+
+    @property
+    def ucs(self) -> tuple[str, ...]: ...  # UCS CatIDs or category prefixes, any of them
 
 
 def conditions(filters: FileCriteria) -> list[ColumnElement[bool]]:
@@ -70,6 +74,11 @@ def conditions(filters: FileCriteria) -> list[ColumnElement[bool]]:
         )
     for tag in filters.tags:
         out.append(FileRow.id.in_(select(TagRow.file_id).where(func.lower(TagRow.label) == tag.lower())))
+    if filters.ucs:
+        # A CatID begins with its category's CatShort, and no CatShort begins another (UCS 8.2.1): a prefix
+        # names a category ("DOOR") or one CatID ("DOORWood").
+        codes = or_(*(TagRow.label.istartswith(code, autoescape=True) for code in filters.ucs))
+        out.append(FileRow.id.in_(select(TagRow.file_id).where(TagRow.source == UCS_TAG_SOURCE, codes)))
     return out
 
 

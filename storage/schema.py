@@ -1,4 +1,4 @@
-"""The catalog's relational schema (SQLAlchemy 2.0 typed ORM) and its versioned migrations.
+"""The catalog's relational schema (SQLAlchemy 2.0 typed ORM); its migrations are in `storage.migrations`.
 
 The database is the source of truth: it holds every segment's vector, so the FAISS index is a
 derived structure that can always be checked and repaired against it (see `storage.catalog`).
@@ -8,7 +8,6 @@ SQL stays portable: SQLite by default, any SQLAlchemy URL (PostgreSQL included) 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -25,14 +24,13 @@ from sqlalchemy import (
     UniqueConstraint,
     insert,
     select,
-    text,
-    update,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from indexer.fsnames import from_stored, to_stored
 
+# The head revision of `storage.migrations` (revision "0004"): raised with every revision.
 SCHEMA_VERSION = 4
 
 
@@ -156,56 +154,3 @@ def ensure_catalog_id(conn: Connection) -> None:
     """Give the catalog a random identity (once), written into its FAISS file so that a foreign file is recognised."""
     if conn.execute(select(Setting.value).where(Setting.key == CATALOG_ID_KEY)).scalar() is None:
         conn.execute(insert(Setting).values(key=CATALOG_ID_KEY, value=uuid.uuid4().hex))
-
-
-def _v1_to_v2(conn: Connection) -> None:
-    """Schema 2: text columns on files for full-text search (the tags table is created on open)."""
-    for column in ("title TEXT", "comment TEXT", "caption TEXT", "search_text TEXT NOT NULL DEFAULT ''"):
-        conn.execute(text(f"ALTER TABLE files ADD COLUMN {column}"))
-    from indexer.metadata import EmbeddedText, search_text
-
-    rows = conn.execute(select(FileRow.id, FileRow.path)).all()
-    for file_id, path in rows:
-        conn.execute(
-            update(FileRow).where(FileRow.id == file_id).values(search_text=search_text(path, None, EmbeddedText()))
-        )
-
-
-def _v2_to_v3(conn: Connection) -> None:
-    """Schema 3: full-text ranking moved in memory (`storage.fulltext`); the FTS5 table schema 2 kept
-    beside the files is dropped (the text-generation row is added on open)."""
-    conn.execute(text("DROP TABLE IF EXISTS files_fts"))
-
-
-def _v3_to_v4(conn: Connection) -> None:
-    """Schema 4: the catalog's identity (its FAISS file carries it) and the `reindex` staging tables
-    (created on open). The FAISS file already there is adopted by `Catalog` after the upgrade."""
-    ensure_catalog_id(conn)
-
-
-# Version N → N+1 steps, applied in order inside one transaction by `migrate`.
-Migration = Callable[[Connection], None]
-MIGRATIONS: dict[int, Migration] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
-
-
-def schema_version(conn: Connection) -> int | None:
-    row = conn.execute(select(Setting.value).where(Setting.key == "schema_version")).scalar_one_or_none()
-    return int(row) if row is not None else None
-
-
-def migrate(conn: Connection, target: int) -> list[int]:
-    """Upgrade an existing catalog in place; returns the versions stepped through."""
-    current = schema_version(conn)
-    if current is None:
-        raise RuntimeError("catalog has no schema version")
-    applied = []
-    while current < target:
-        step = MIGRATIONS.get(current)
-        if step is None:
-            raise RuntimeError(f"no migration from schema version {current}")
-        step(conn)
-        current += 1
-        applied.append(current)
-    if applied:
-        conn.execute(update(Setting).where(Setting.key == "schema_version").values(value=str(current)))
-    return applied

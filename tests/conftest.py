@@ -67,6 +67,16 @@ def module_db_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def _environment_settings() -> Iterator[None]:
+    """Every test starts and ends on the environment's settings, whatever `soundsearch serve` configured in-process."""
+    from indexer.settings import use
+
+    use(None)
+    yield
+    use(None)
+
+
 @pytest.fixture(scope="session")
 def tiny_clap_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny CLAP saved in Hugging Face layout, as a user's local model would be."""

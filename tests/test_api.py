@@ -105,7 +105,8 @@ def ids(client: TestClient) -> dict[str, int]:
 
 
 def test_health_status_docs_and_page(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and len(health["catalog_id"]) == 32  # the catalog's uuid, for the CLI
     status = client.get("/api/status").json()
     assert status["files"] == 8 and status["model"] == status["encoder"] == "planted-bands"
     assert status["captioning"] is False and status["indexing_enabled"] is True
@@ -147,6 +148,23 @@ def test_search_filters_modes_and_like(client: TestClient) -> None:
     chord = ids(client)["chord.wav"]
     liked = client.get("/api/search", params={"q": "hum", "like": chord, "like_weight": 1.0, "mode": "vector"})
     assert liked.json()["hits"][0]["name"] == "chord.flac"  # all example: the same chord, re-encoded
+
+
+def test_hits_carry_a_readable_audio_score_and_the_matched_words(client: TestClient, upload_dir: Path) -> None:
+    hybrid = client.get("/api/search", params={"q": "referee whistle", "k": 8}).json()["hits"]
+    by_name = {h["name"]: h for h in hybrid}
+    take, named = by_name["take_001.wav"], by_name["Whistle_Referee_02.flac"]
+    assert take["audio_score"] > 0.99 and take["score"] < 0.05
+    assert take["matched_terms"] == ["whistle"]  # its folder is called whistle
+    assert named["matched_terms"] == ["referee", "whistle"] and -1.0 <= named["audio_score"] <= 1.0
+    text = client.get("/api/search", params={"q": "referee", "mode": "text"}).json()["hits"]
+    assert text[0]["audio_score"] is None and text[0]["matched_terms"] == ["referee"]
+    r = client.post("/api/search/audio", files={"file": ("rec.wav", wav_bytes(tone(6, 1.5)))}, params={"k": 1})
+    (hit,) = r.json()["hits"]
+    assert hit["name"] == "take_001.wav" and hit["audio_score"] == pytest.approx(hit["score"])
+    assert (hit["query_start_s"], hit["query_end_s"], hit["matched_terms"]) == (0.0, 1.5, [])
+    schema = client.get("/openapi.json").json()["components"]["schemas"]["HitOut"]
+    assert {"audio_score", "matched_terms"} <= set(schema["required"])
 
 
 @pytest.mark.parametrize(

@@ -4,68 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import Connection, text
 
-import storage.schema
 from storage.catalog import Catalog, CatalogError
-from storage.schema import SCHEMA_VERSION
 from storage.vectors import create_index, load_index
-
-
-def test_schema_migrations_upgrade_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with Catalog.open(tmp_path) as catalog:
-        catalog.bind_model("m", 4, 10.0, 5.0)
-
-    def add_rating(conn: Connection) -> None:
-        conn.execute(text("ALTER TABLE files ADD COLUMN rating INTEGER"))
-
-    current = storage.schema.SCHEMA_VERSION
-    monkeypatch.setattr(storage.schema, "MIGRATIONS", {**storage.schema.MIGRATIONS, current: add_rating})
-    monkeypatch.setattr("storage.catalog.SCHEMA_VERSION", current + 1)
-    with Catalog.open(tmp_path) as catalog:
-        assert catalog.settings()["schema_version"] == str(current + 1)
-        assert catalog.binding is not None and catalog.binding.model_id == "m"  # data survived
-        with catalog.engine.connect() as conn:
-            columns = {row[1] for row in conn.execute(text("PRAGMA table_info(files)"))}
-        assert "rating" in columns
-    with Catalog.open(tmp_path) as catalog:  # applied once: reopening is a no-op
-        assert catalog.settings()["schema_version"] == str(current + 1)
-
-
-def test_version_1_catalog_is_upgraded_to_full_text_search(tmp_path: Path) -> None:
-    """A catalog written by schema 1 (no text columns, no FTS) gains them, with its files' words."""
-    with Catalog.open(tmp_path) as catalog, catalog.engine.begin() as conn:
-        for column in ("title", "comment", "caption", "search_text"):
-            conn.execute(text(f"ALTER TABLE files DROP COLUMN {column}"))
-        conn.execute(text("UPDATE settings SET value = '1' WHERE key = 'schema_version'"))
-        conn.execute(text("INSERT INTO roots (id, path, added_at) VALUES (1, '/lib', '2026-01-01')"))
-        conn.execute(
-            text(
-                "INSERT INTO files (root_id, path, size, mtime_ns, status, indexed_at) "
-                "VALUES (1, '/lib/Doors/DOOR_WoodCreak_SSYN_01.wav', 1, 1, 'ok', '2026-01-01')"
-            )
-        )
-    with Catalog.open(tmp_path) as catalog:
-        assert catalog.settings()["schema_version"] == str(SCHEMA_VERSION)
-        assert [fid for fid, _ in catalog.text.search("creak", 10)] == [1]
-
-
-def test_version_2_catalog_loses_its_fts5_table_and_keeps_its_words(tmp_path: Path) -> None:
-    with Catalog.open(tmp_path) as catalog, catalog.engine.begin() as conn:
-        conn.execute(text("CREATE VIRTUAL TABLE files_fts USING fts5(body)"))
-        conn.execute(text("DELETE FROM settings WHERE key = 'generation'"))
-        conn.execute(text("UPDATE settings SET value = '2' WHERE key = 'schema_version'"))
-    with Catalog.open(tmp_path) as catalog, catalog.engine.connect() as conn:
-        assert conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'files_fts'")).first() is None
-        assert catalog.settings()["schema_version"] == str(SCHEMA_VERSION)
-        assert catalog.text.search("anything", 10) == []
-
-
-def test_newer_schema_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    Catalog.open(tmp_path).close()
-    monkeypatch.setattr("storage.catalog.SCHEMA_VERSION", 0)
-    with pytest.raises(CatalogError, match="newer than this soundsearch"):
-        Catalog.open(tmp_path)
 
 
 def test_model_binding_is_checked(tmp_path: Path, db_url: str | None) -> None:

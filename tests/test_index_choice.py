@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from indexer.settings import parse_bytes
 from storage import index_choice
 from storage.catalog import Catalog, vector_to_bytes
-from storage.index_choice import IndexPolicy, choose_index, nlist_for, parse_bytes
+from storage.index_choice import IndexPolicy, choose_index, nlist_for
 from storage.schema import FileRow, Root, SegmentRow
 
 GB = 1_000_000_000
@@ -52,9 +53,9 @@ def test_chooser_says_when_nothing_fits_and_scales_with_dim() -> None:
 
 
 def test_budget_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(index_choice.BUDGET_ENV, "150MB")
+    monkeypatch.setenv("SOUNDSEARCH_MAX_INDEX_MEMORY", "150MB")
     assert choose_index(1_000_000, 512).kind == "ivf_pq"
-    monkeypatch.delenv(index_choice.BUDGET_ENV)
+    monkeypatch.delenv("SOUNDSEARCH_MAX_INDEX_MEMORY")
     assert index_choice.default_memory_budget() > 0
 
 

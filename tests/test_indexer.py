@@ -75,7 +75,7 @@ def assert_index_agrees(catalog: Catalog) -> None:
     assert sorted(reopened.index.ids().tolist()) == db_ids
     if db_ids:
         stored = reopened.vectors(db_ids)
-        in_faiss = np.stack([reopened.index.index.reconstruct(int(i)) for i in db_ids])
+        in_faiss = reopened.index.reconstruct(np.array(db_ids, dtype=np.int64))
         np.testing.assert_array_equal(stored, in_faiss)
     reopened.close()
 

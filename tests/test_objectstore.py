@@ -110,6 +110,8 @@ def test_an_s3_prefix_indexes_like_the_same_files_on_disk_and_plays_through_a_pr
         reply = client.get(f"/api/files/{file_id}/audio", follow_redirects=False)
         assert reply.status_code == 307
         presigned = reply.headers["location"]
+        region = client.get(f"/api/files/{file_id}/audio", params={"start": 0, "end": 0.5})
+        assert region.status_code == 422 and "object storage" in region.json()["detail"]
     assert presigned.startswith(server.endpoint)
     ranged = httpx.get(presigned, headers={"Range": "bytes=100-199"})
     assert ranged.status_code == 206

@@ -74,6 +74,45 @@ def test_hybrid_fusion_beats_either_side(engine: Engine) -> None:
     assert {tuple(h.matched_by) for h in hybrid} == {("vector", "text"), ("vector",)}
 
 
+def test_hits_say_how_well_the_sound_and_the_words_matched(engine: Engine, library: Path) -> None:
+    """Beside the ranking's score, each hit says its best window's cosine and which query words matched."""
+    misc = Filters(folder="misc")
+    vector = engine.search("whistle", k=5, mode="vector", filters=misc)
+    assert vector[0].path.name == "take_001.wav" and vector[0].audio_score == pytest.approx(vector[0].score)
+    assert vector[0].audio_score > 0.99 and vector[0].matched_terms == ()
+    referee = next(h for h in vector if h.path.name == "Whistle_Referee_02.wav")
+    assert referee.matched_terms == ("whistle",)  # the words are read in vector mode too
+
+    text = engine.search("referee whistle -engine", k=3, mode="text")
+    assert [h.path.name for h in text] == ["Whistle_Referee_02.wav"]
+    assert text[0].audio_score is None and text[0].matched_terms == ("referee", "whistle")  # never "engine"
+
+    hybrid = {h.path.name: h for h in engine.search("whistle", k=2, mode="hybrid", filters=misc)}
+    take, named = hybrid["take_001.wav"], hybrid["Whistle_Referee_02.wav"]
+    assert take.score < 0.05 and take.audio_score is not None and take.audio_score > 0.99  # fusion value, cosine
+    assert named.matched_terms == ("whistle",) and named.audio_score is not None and named.audio_score < 0.6
+    assert take.query_start_s is None  # no example
+
+    outside = write(library.parent / "outside_take.wav", tone(6, 1.5))
+    (example,) = engine.similar(outside, k=1, filters=misc)
+    assert example.audio_score == pytest.approx(example.score) and example.matched_terms == ()
+    assert (example.query_start_s, example.query_end_s) == (0.0, 1.5)
+
+
+def test_a_hit_found_only_by_its_words_has_no_audio_score(tmp_path: Path) -> None:
+    """Hybrid search fuses the 50 best sounds with the best names: a file only its name brought in has
+    words but no cosine (its sound was not among the best)."""
+    for i in range(55):
+        write(tmp_path / "lib" / f"tone_{i:02d}.wav", tone(6, 0.5) + tone(2, 0.5, 0.01 * i))
+    write(tmp_path / "lib" / "Rain_On_Roof.wav", tone(0, 0.5))
+    with Catalog.open(tmp_path / "home") as catalog:
+        index_paths(catalog, PlantedEncoder(), [tmp_path / "lib"])
+        hits = Engine(catalog, PlantedEncoder()).search("whistle in the rain", k=5)
+    rain = next(h for h in hits if h.path.name == "Rain_On_Roof.wav")
+    assert rain.matched_by == ("text",) and rain.audio_score is None and rain.matched_terms == ("rain",)
+    assert all(h.audio_score is not None and h.matched_terms == () for h in hits if h is not rain)
+
+
 def test_filters_apply_before_the_top_k_cut(engine: Engine) -> None:
     hits = engine.search("whistle", k=5, mode="vector", filters=Filters(formats=("flac",)))
     assert len(hits) == 5 and all(h.path.suffix == ".flac" for h in hits)
@@ -202,6 +241,9 @@ def test_cli_search_classify_and_errors(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     hits = json.loads(out.stdout)
     assert len(hits) == 3 and {"path", "score", "start_s", "end_s", "file_id"} <= hits[0].keys()
+    assert {"audio_score", "matched_terms"} <= hits[0].keys()
+    out = _cli("search", "bottle", "--home", home, "-k", "1")  # a person's view: cosine and words, not RRF
+    assert out.returncode == 0 and " audio · words: bottle " in out.stdout, out.stdout
     out = _cli("similar", str(hits[0]["file_id"]), "--home", home, "--json", "-k", "2")
     assert out.returncode == 0 and str(hits[0]["path"]) not in out.stdout
     out = _cli("classify", "--library", "--labels", "glass, dog", "--save-as-tags", "--home", home, "--json")

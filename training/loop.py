@@ -32,6 +32,7 @@ from evaluation.metrics import retrieval_metrics_from_embeddings
 from evaluation.plots import plot_curves
 from indexer.audio import load_audio
 from indexer.errors import SoundsearchError
+from storage.atomic import atomic_path
 from training.data import Pair
 from training.models import Trainable, parameters
 
@@ -121,10 +122,8 @@ class FeatureCache:
 
     def save(self) -> None:
         if self._unsaved:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            torch.save({"model_id": self.model_id, "items": self.items}, tmp)
-            tmp.replace(self.path)
+            with atomic_path(self.path) as tmp:
+                torch.save({"model_id": self.model_id, "items": self.items}, tmp)
             self._unsaved = 0
 
 

@@ -17,7 +17,6 @@ import argparse
 import csv
 import io
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 import soundfile as sf
 
 from indexer.audio import is_supported
+from storage.atomic import atomic_directory
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,8 @@ def fetch(pkg: Package, debs: Path, root: Path) -> Path:
     if not list(debs.glob(f"{pkg.name}_*.deb")):
         subprocess.run(["apt-get", "download", pkg.name], cwd=debs, check=True)
     (deb,) = debs.glob(f"{pkg.name}_*.deb")
-    tmp = target.with_suffix(".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
-    tmp.rename(target)
+    with atomic_directory(target) as tmp:
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True)
     return target
 
 
@@ -87,27 +85,26 @@ def _unpack_archives(unpacked: Path) -> None:
     out = unpacked / "_unpacked"
     if out.is_dir():
         return
-    tmp = unpacked / "_unpacked.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    for archive in unpacked.rglob("*.wz"):
-        with zipfile.ZipFile(archive) as z:
-            for member in z.namelist():
-                if is_supported(member):
-                    dest = tmp / archive.stem / member
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.write_bytes(z.read(member))
-    for cat in unpacked.rglob("*.cat"):
-        for i, (description, wav) in enumerate(_cat_entries(cat.read_bytes())):
-            audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
-            if not len(audio):
-                continue
-            dest = tmp / cat.stem / f"{cat.stem}_{i:02d}.wav"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with sf.SoundFile(str(dest), "w", samplerate=rate, channels=1 if audio.ndim == 1 else audio.shape[1]) as f:
-                f.comment = description  # the WAV's INFO comment: what --captions-from-metadata reads
-                f.write(audio)
-    tmp.mkdir(exist_ok=True)
-    tmp.rename(out)
+    with atomic_directory(out) as tmp:
+        for archive in unpacked.rglob("*.wz"):
+            with zipfile.ZipFile(archive) as z:
+                for member in z.namelist():
+                    if is_supported(member):
+                        dest = tmp / archive.stem / member
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        dest.write_bytes(z.read(member))
+        for cat in unpacked.rglob("*.cat"):
+            for i, (description, wav) in enumerate(_cat_entries(cat.read_bytes())):
+                audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
+                if not len(audio):
+                    continue
+                dest = tmp / cat.stem / f"{cat.stem}_{i:02d}.wav"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with sf.SoundFile(
+                    str(dest), "w", samplerate=rate, channels=1 if audio.ndim == 1 else audio.shape[1]
+                ) as f:
+                    f.comment = description  # the WAV's INFO comment: what --captions-from-metadata reads
+                    f.write(audio)
 
 
 def _cat_entries(data: bytes) -> Iterator[tuple[str, bytes]]:

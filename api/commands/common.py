@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from tqdm import tqdm
+# Nothing heavy at import: every command module imports this one, and `soundsearch --help` imports them all.
+if TYPE_CHECKING:
+    from api.client import ServerClient
+    from storage.catalog import Catalog
 
-from search.indexing import RunProgress
-from storage.catalog import Catalog
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def add_catalog_options(parser: argparse.ArgumentParser, *, top_level: bool = False) -> None:
@@ -33,33 +38,41 @@ def add_verbose_option(parser: argparse.ArgumentParser, *, top_level: bool = Fal
     )
 
 
+def add_server_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-server",
+        action="store_true",
+        help="work on the catalog here even when `soundsearch serve` runs on it (by default it answers)",
+    )
+
+
+def through_server(args: argparse.Namespace, ask: Callable[[ServerClient], T]) -> T | None:
+    """`ask(server)` when a live `soundsearch serve` serves this catalog (api.address); None: work locally
+    (no server, `--no-server`, or it went away meanwhile). The server's errors are the command's errors."""
+    if args.no_server:
+        return None
+    from api.address import find_server
+    from api.client import ServerClient, ServerUnreachable
+    from storage.location import database_url, resolve_home
+
+    home = resolve_home(args.home)
+    found = find_server(home, database_url(home, args.db_url))
+    if found is None:
+        return None
+    log.info("asking the server at %s (--no-server: work here)", found.url)
+    try:
+        return ask(ServerClient(found))
+    except ServerUnreachable as exc:
+        log.info("%s; working here", exc)
+        return None
+
+
 def open_catalog(args: argparse.Namespace, *, writable: bool = True) -> Catalog:
+    from storage.catalog import Catalog
+
     return Catalog.open(args.home, db_url=args.db_url, writable=writable)
 
 
 def print_json(payload: Any) -> None:
     json.dump(payload, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
-
-
-class TqdmProgress(RunProgress):
-    """Files, audio hours and ETA on a terminal; silent when stderr is not one."""
-
-    def __init__(self, enabled: bool = True) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self.bar: tqdm[Any] | None = None
-        self.audio_s = 0.0
-
-    def start(self, files: int, audio_seconds: float) -> None:
-        if self.enabled:
-            self.bar = tqdm(total=files, unit="file", desc="indexing", dynamic_ncols=True)
-
-    def advance(self, files: int, audio_seconds: float) -> None:
-        self.audio_s += audio_seconds
-        if self.bar is not None:
-            self.bar.update(files)
-            self.bar.set_postfix_str(f"{self.audio_s / 3600:.2f} h audio", refresh=False)
-
-    def finish(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -27,8 +27,8 @@ def register(sub: Any) -> None:
 
 def run_doctor(args: argparse.Namespace) -> int:
     """Exit status 0 when the catalog is healthy (or was repaired), 1 when a problem remains."""
-    from storage.catalog import resolve_home
     from storage.doctor import diagnose
+    from storage.location import resolve_home
 
     findings = diagnose(resolve_home(args.home), args.db_url, repair=args.repair)
     healthy = all(f.healthy for f in findings)

@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 # Both are light (no torch): `soundsearch --help` stays fast.
 from evaluation.datasets import DATASET_KINDS
-from evaluation.runner import DEFAULT_TEMPLATE
+from evaluation.prompts import DEFAULT_TEMPLATE
+from storage.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     from evaluation.datasets import Dataset
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     report["fold"] = args.fold
     text = json.dumps(report, indent=2, ensure_ascii=False)
     if args.out is not None:
-        _write_text(args.out, text + "\n")
+        atomic_write_text(args.out, text + "\n")  # an interrupted run never leaves half a report
     print(text if args.json else format_table(report))
     return 0
 
@@ -163,14 +163,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so an interrupted run never leaves half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _pct(value: float | None) -> str:

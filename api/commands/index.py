@@ -6,11 +6,12 @@ import argparse
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from api.commands.common import TqdmProgress, add_catalog_options, open_catalog, print_json
+from api.commands.common import add_catalog_options, add_server_option, open_catalog, print_json, through_server
 from indexer.errors import SoundsearchError
 from indexer.fsnames import display
 
 if TYPE_CHECKING:
+    from api.client import ServerClient
     from captioning.catalog import FileCaptioner
     from indexer.encoders.base import Encoder
     from indexer.pipeline import Executor
@@ -69,6 +70,7 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--failed", action="store_true", help="list the files that failed, with reasons")
     add_catalog_options(p)
+    add_server_option(p)
     p.set_defaults(run=run_status)
 
     p = sub.add_parser(
@@ -86,7 +88,7 @@ def register(sub: Any) -> None:
 
 
 def _budget(text: str) -> str | None:
-    from storage.index_choice import parse_bytes
+    from indexer.settings import parse_bytes
 
     if text == "auto":
         return None
@@ -115,6 +117,7 @@ def _apply_budget(catalog: Any, args: argparse.Namespace) -> None:
 
 
 def run_index(args: argparse.Namespace) -> int:
+    from api.progress import TqdmProgress
     from indexer.pipeline import IndexOptions
     from search.indexing import index_library
 
@@ -139,7 +142,7 @@ def run_index(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
     else:
-        _print_summary(result.to_dict())
+        print_summary(result.to_dict())
     return 0
 
 
@@ -166,6 +169,7 @@ def _captioner(encoder: Encoder) -> FileCaptioner:
 
 
 def run_reindex(args: argparse.Namespace) -> int:
+    from api.progress import TqdmProgress
     from indexer.encoders.registry import load_encoder
     from indexer.pipeline import IndexOptions
     from indexer.reindex import reindex
@@ -183,14 +187,23 @@ def run_reindex(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary.to_dict())
     else:
-        _print_summary(summary.to_dict())
+        print_summary(summary.to_dict())
     return 0
 
 
+def _status_report(server: ServerClient) -> dict[str, Any]:
+    report: dict[str, Any] = server.get("/api/status")["catalog"]
+    return report
+
+
 def run_status(args: argparse.Namespace) -> int:
-    with open_catalog(args, writable=False) as catalog:
-        status = catalog.status().to_dict()
-        failed = [{"path": display(str(f.path)), "error": f.error} for f in catalog.files(status="failed")]
+    # A running server answers the report (not the list of failed files, which the API does not give).
+    status = None if args.failed else through_server(args, _status_report)
+    failed: list[dict[str, Any]] = []
+    if status is None:
+        with open_catalog(args, writable=False) as catalog:
+            status = catalog.status().to_dict()
+            failed = [{"path": display(str(f.path)), "error": f.error} for f in catalog.files(status="failed")]
     if args.json:
         print_json({**status, "failed_files": failed} if args.failed else status)
         return 0
@@ -204,7 +217,7 @@ def run_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def print_summary(summary: dict[str, Any]) -> None:
     keys = ("added", "updated", "unchanged", "moved", "removed", "failed", "segments")
     print(", ".join(f"{summary[k]} {k}" for k in keys) + f" in {summary['seconds']:.1f} s")
     for err in summary["errors"]:

@@ -14,6 +14,9 @@ def register(sub: Any) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1; others need an API key)")
     p.add_argument("--port", type=int, help="port (default 8000)")
     p.add_argument("--reload", action="store_true", help="restart when the code changes (development)")
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="server processes sharing the port (default 1; each loads the model)"
+    )
     add_catalog_options(p)
     p.add_argument("--model", help="model spec (default: the catalog's model)")
     p.add_argument("--api-key", help="key that mutating endpoints require (default: $SOUNDSEARCH_API_KEY)")
@@ -38,6 +41,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     given = {
         "host": args.host,
         "port": args.port,
+        "workers": args.workers,
         "home": args.home,
         "db_url": args.db_url,
         "model": args.model,
@@ -52,28 +56,11 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import os
-
     from api.server import serve
-    from api.settings import Settings, check_bind
+    from api.settings import check_bind
+    from indexer.settings import configure
 
-    settings = Settings(**overrides(args))
+    settings = configure(**overrides(args))
     check_bind(settings)
-    if args.reload:
-        # The reloader imports the app in a fresh process: hand it the settings through the environment.
-        for key, value in settings.model_dump(exclude_none=True).items():
-            if key in ("host", "port"):
-                continue
-            if key == "library_roots":
-                value = os.pathsep.join(str(v) for v in value)
-            elif key == "cors_origins":
-                value = ",".join(value)
-            elif key == "api_key":
-                value = settings.api_key.get_secret_value() if settings.api_key else ""
-            os.environ[f"SOUNDSEARCH_{key.upper()}"] = str(value)
-        serve("api.app:create_app", settings, factory=True, reload=True)
-        return 0
-    from api.app import create_app
-
-    serve(create_app(settings), settings, log_level="info")
+    serve(settings, reload=args.reload, log_level="info")
     return 0

@@ -39,6 +39,9 @@ def register(sub: Any) -> None:
     p.add_argument("files", nargs="*", metavar="FILE", help="files to tag (indexed ones get their tags stored)")
     p.add_argument("--library", action="store_true", help="tag every indexed file")
     p.add_argument("--model", help="model spec for files outside the catalog (default: the catalog's model)")
+    p.add_argument(
+        "--write-tags", action="store_true", help="also write the tagged files' tags and captions into the files"
+    )
     p.add_argument("--json", action="store_true", help='print [{"path", "tags": [{"label", "score"}]}]')
     add_catalog_options(p)
     p.set_defaults(run=run_apply)
@@ -179,30 +182,43 @@ def run_apply(args: argparse.Namespace) -> int:
 
     if args.library == bool(args.files):
         raise SoundsearchError("give FILEs to tag, or --library (not both)")
+    writes = None
     with open_catalog(args) as catalog:
         tagger = load_tagger(catalog, args.name)
         if args.library:
             tagged = apply_tagger(catalog, tagger)
             results = with_paths(catalog, tagged) if args.json else []
+            file_ids = list(tagged)
         else:
             indexed = {str(f.path) for f in catalog.files(status="ok")}
             outside = [f for f in args.files if str(Path(f).expanduser().absolute()) not in indexed]
             encoder = catalog.load_encoder(args.model) if outside else None
             results = tag_paths(catalog, tagger, args.files, encoder)
+            file_ids = [r.file_id for r in results if r.file_id is not None]
+        if args.write_tags:
+            from search.writeback import known_fields, write_back
+
+            writes = write_back(catalog, known_fields(catalog, file_ids))
+    code = 1 if writes is not None and writes.errors else 0
     if args.json:
-        print_json([r.to_dict() for r in results])
-        return 0
+        files = [r.to_dict() for r in results]
+        print_json(files if writes is None else {"files": files, "tags": writes.to_dict()})
+        return code
     if args.library:
         n_tags = sum(len(tags) for tags in tagged.values())
         print(f"tagged {len(tagged)} file(s) with {n_tags} tag(s) from {tagger.source!r}")
-        return 0
-    for r in results:
-        print(r.path + ("" if r.file_id is not None else "  (not indexed: tags not stored)"))
-        for label, score in r.tags:
-            print(f"   {score:6.1%}  {label}")
-        if not r.tags:
-            print("   (no label above its threshold)")
-    return 0
+    else:
+        for r in results:
+            print(r.path + ("" if r.file_id is not None else "  (not indexed: tags not stored)"))
+            for label, score in r.tags:
+                print(f"   {score:6.1%}  {label}")
+            if not r.tags:
+                print("   (no label above its threshold)")
+    if writes is not None:
+        from api.commands.write_tags import print_write_report
+
+        print_write_report(writes)
+    return code
 
 
 def run_list(args: argparse.Namespace) -> int:

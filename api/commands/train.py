@@ -7,8 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser("train-encoder", help="train or fine-tune an encoder on audio + captions")
@@ -36,6 +34,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from training.data import load_pairs
     from training.loop import TrainConfig, train
     from training.models import create_trainable

@@ -7,18 +7,23 @@ catalog can be read through the server.
 from __future__ import annotations
 
 import mimetypes
+import os
+import tempfile
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from starlette.background import BackgroundTask
 
 from api.deps import FiltersDep, ServicesDep, file_out, hit_out
 from api.errors import responses
 from api.schemas import FileOut, SearchOut, WaveformOut
-from api.services import waveform_peaks
+from api.services import Services, waveform_peaks
 from indexer import objectstore
 from indexer.fsnames import display
+from indexer.regions import RegionError, plan_region, write_region
+from search.query import MAX_API_K
 
 router = APIRouter(prefix="/api/files", tags=["files"])
 
@@ -44,7 +49,7 @@ async def similar(
     services: ServicesDep,
     filters: FiltersDep,
     file_id: FileId,
-    k: Annotated[int, Query(ge=1, le=200)] = 20,
+    k: Annotated[int, Query(ge=1, le=MAX_API_K)] = 20,
 ) -> SearchOut:
     t0 = time.perf_counter()
     engine = services.engine
@@ -64,26 +69,68 @@ async def similar(
     response_class=FileResponse,
     responses={
         **responses(404),
-        200: {"content": {"audio/*": {}}, "description": "the file's bytes"},
+        200: {"content": {"audio/*": {}}, "description": "the file's bytes, or the region's as an attachment"},
         206: {"content": {"audio/*": {}}, "description": "the requested byte range"},
         307: {"description": "a presigned URL of the file in object storage"},
         416: {"description": "range not satisfiable"},
     },
 )
-def audio(services: ServicesDep, file_id: FileId) -> Response:
+def audio(
+    services: ServicesDep,
+    file_id: FileId,
+    start: Annotated[float | None, Query(ge=0, le=1e7, description="region start, seconds (with end)")] = None,
+    end: Annotated[float | None, Query(gt=0, le=1e7, description="region end, seconds (with start)")] = None,
+    reencode: Annotated[
+        Literal["wav", "flac"] | None, Query(description="re-encode a lossy source's region (never sample-exact)")
+    ] = None,
+) -> Response:
     """The catalog file's bytes, with HTTP Range support so players can seek; for a file in object storage,
-    a redirect to a short-lived presigned URL, where the player's Range requests go."""
+    a redirect to a short-lived presigned URL, where the player's Range requests go.
+
+    With `start` and `end`: the region [start, end) cut sample-exactly at the file's own rate, bit depth and
+    channels, in its own container (indexer.regions), as an attachment `<stem>_<start>-<end>.<ext>`."""
+    if start is None and end is None:
+        if reencode is not None:
+            raise RegionError("reencode applies to a region: give start and end too")
+        return _whole_file(services, file_id)
+    if start is None or end is None:
+        raise RegionError("a region needs both start and end (seconds)")
+    if services.object_url(file_id) is not None:
+        raise RegionError(f"file {file_id} lies in object storage: regions are cut from files on disk only")
+    record = services.playable(file_id)
+    plan = plan_region(record.path, start, end, reencode=reencode)
+    fd, name = tempfile.mkstemp(prefix="soundsearch-region-", suffix=plan.suffix)
+    os.close(fd)
+    try:
+        write_region(plan, name)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return FileResponse(
+        name,
+        media_type=_media_type(plan.format, plan.filename),
+        filename=display(plan.filename),
+        content_disposition_type="attachment",
+        background=BackgroundTask(os.unlink, name),
+    )
+
+
+def _whole_file(services: Services, file_id: int) -> Response:
     url = services.object_url(file_id)
     if url is not None:
         return RedirectResponse(objectstore.presigned_url(url), status_code=307)
     record = services.playable(file_id)
-    media_type = MEDIA_TYPES.get((record.format or "").upper()) or (
-        mimetypes.guess_type(record.path.name)[0] or "application/octet-stream"
-    )
     # The name in Content-Disposition is text: undecodable bytes of the real name show as U+FFFD.
     return FileResponse(
-        record.path, media_type=media_type, filename=display(record.path.name), content_disposition_type="inline"
+        record.path,
+        media_type=_media_type(record.format, record.path.name),
+        filename=display(record.path.name),
+        content_disposition_type="inline",
     )
+
+
+def _media_type(container: str | None, name: str) -> str:
+    return MEDIA_TYPES.get((container or "").upper()) or (mimetypes.guess_type(name)[0] or "application/octet-stream")
 
 
 @router.get("/{file_id}/waveform", response_model=WaveformOut, responses=responses(404))

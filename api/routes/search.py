@@ -11,12 +11,11 @@ from api.deps import FiltersDep, ServicesDep, SettingsDep, hit_out
 from api.errors import responses
 from api.schemas import SearchMode, SearchOut
 from api.uploads import saved_upload
-from search.query import MAX_QUERY_CHARS
+from search.query import MAX_API_K, MAX_QUERY_CHARS
 
 router = APIRouter(prefix="/api", tags=["search"])
 
-MAX_K = 200
-K = Annotated[int, Query(ge=1, le=MAX_K, description="number of results")]
+K = Annotated[int, Query(ge=1, le=MAX_API_K, description="number of results")]
 
 
 @router.get("/search", response_model=SearchOut, responses=responses(404))

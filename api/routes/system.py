@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from api.deps import ServicesDep, SettingsDep
@@ -17,8 +18,9 @@ router = APIRouter(tags=["system"])
 
 
 @router.get("/healthz", response_model=Health)
-async def healthz() -> Health:
-    return Health()
+async def healthz(request: Request) -> Health:
+    services = request.app.state.services
+    return Health(catalog_id=services.catalog_id if services is not None else None)
 
 
 @router.get("/api/status", response_model=StatusOut)
@@ -43,6 +45,8 @@ async def status(services: ServicesDep, settings: SettingsDep) -> StatusOut:
         max_upload_bytes=settings.max_upload_bytes,
         max_upload_seconds=settings.max_upload_seconds,
         jobs_running=services.jobs.running(),
+        pid=os.getpid(),
+        catalog=st.to_dict(),
     )
 
 

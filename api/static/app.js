@@ -8,7 +8,21 @@ const state = {
   playingId: null,
   waveforms: new Map(), // file id -> Promise<{duration_s, peaks}>
   classifyFile: null, // an uploaded File to classify instead of the selected result
+  region: null, // {fileId, start, end} in seconds: the one selected region
+  audition: null, // the region looping now: {fileId, region, source, buffer, startedAt}
+  recording: null, // the microphone recording in progress
+  audioContext: null,
 };
+
+const MEDIA_TYPES = {
+  WAV: "audio/wav", WAVEX: "audio/wav", RF64: "audio/wav", FLAC: "audio/flac", OGG: "audio/ogg",
+  MP3: "audio/mpeg", AIFF: "audio/aiff",
+};
+// Lossy sources cannot be cut sample-exactly: their regions come re-encoded to WAV (32-bit float), and say so.
+const LOSSY_FORMATS = new Set(["OGG", "MP3"]);
+const DRAG_PX = 4; // a press that moves less than this is a click (play from there), not a region
+const MIN_REGION_S = 0.01;
+const MAX_RECORD_S = 10;
 
 // --- helpers -----------------------------------------------------------------------------------
 
@@ -21,20 +35,26 @@ function describeError(body, status) {
   return `request failed (HTTP ${status})`;
 }
 
-async function api(path, options = {}) {
+// The response, or an Error carrying the API's sentence for a failed request.
+async function request(path, options = {}) {
   const response = await fetch(path, options);
-  let body = null;
-  try {
-    body = await response.json();
-  } catch (_) {
-    body = null;
-  }
   if (!response.ok) {
+    const body = await response.json().catch(() => null);
     const error = new Error(describeError(body, response.status));
     error.status = response.status;
     throw error;
   }
-  return body;
+  return response;
+}
+
+async function api(path, options = {}) {
+  const response = await request(path, options);
+  return response.json().catch(() => null);
+}
+
+function audioContext() {
+  state.audioContext ||= new AudioContext();
+  return state.audioContext;
 }
 
 function clock(seconds) {
@@ -81,17 +101,17 @@ async function searchText() {
   }
 }
 
-async function searchExample(file) {
+async function searchExample(file, what = file.name) {
   const params = filterParams();
   const form = new FormData();
   form.append("file", file);
-  say(`Listening to ${file.name}…`);
+  say(`Listening to ${what}…`);
   try {
     const body = await api(`/api/search/audio?${params}`, { method: "POST", body: form });
-    show(body, `sounds like ${file.name}`);
+    show(body, `sounds like ${what}`);
   } catch (e) {
     show({ hits: [] }, null);
-    say(`${file.name}: ${e.message}`, true);
+    say(`${what}: ${e.message}`, true);
   }
 }
 
@@ -108,6 +128,8 @@ async function moreLikeThis(hit) {
 
 function show(body, what) {
   stop();
+  stopAudition();
+  state.region = null;
   state.hits = body.hits || [];
   state.selected = -1;
   const list = $("results");
@@ -131,15 +153,17 @@ function renderHit(hit, i) {
   row.querySelector(".format").textContent = hit.format || "";
   const partial = hit.duration_s && hit.end_s - hit.start_s < hit.duration_s - 0.01;
   row.querySelector(".where").textContent = partial ? `match ${clock(hit.start_s)}–${clock(hit.end_s)}` : "";
-  row.querySelector(".score").textContent = `score ${hit.score.toFixed(3)} · ${hit.matched_by.join("+")}`;
+  const terms = (hit.matched_terms || []).filter((t) => typeof t === "string" && t);
+  showScore(row.querySelector(".score"), hit, terms);
+  highlight(row.querySelector(".name"), hit.name, terms);
   const tags = row.querySelector(".tags");
   for (const tag of hit.tags.slice(0, 8)) {
     const chip = document.createElement("span");
     chip.className = "tag";
-    chip.textContent = tag;
+    highlight(chip, tag, terms);
     tags.append(chip);
   }
-  row.querySelector(".caption").textContent = hit.caption || "";
+  highlight(row.querySelector(".caption"), hit.caption || "", terms);
   row.querySelector(".play").addEventListener("click", (e) => { e.stopPropagation(); select(i, false); toggle(); });
   row.querySelector(".more").addEventListener("click", (e) => { e.stopPropagation(); moreLikeThis(hit); });
   row.querySelector(".classify").addEventListener("click", (e) => {
@@ -150,14 +174,84 @@ function renderHit(hit, i) {
   });
   row.addEventListener("click", () => select(i, false));
   const canvas = row.querySelector(".wave");
-  canvas.addEventListener("click", (e) => {
-    // Click on the waveform: play from there.
-    const rect = canvas.getBoundingClientRect();
-    select(i, false);
-    play(hit, ((e.clientX - rect.left) / rect.width) * (hit.duration_s || 0));
-  });
+  canvas.addEventListener("pointerdown", (e) => dragRegion(e, canvas, hit, i));
+  row.querySelector(".region-start").addEventListener("change", (e) => editRegion(hit, e.target.valueAsNumber, null));
+  row.querySelector(".region-end").addEventListener("change", (e) => editRegion(hit, null, e.target.valueAsNumber));
+  const loop = row.querySelector(".loop");
+  loop.setAttribute("aria-label", `Loop the region of ${hit.name}`);
+  loop.addEventListener("click", (e) => { e.stopPropagation(); select(i, false); toggleAudition(); });
+  const clear = row.querySelector(".clear-region");
+  clear.setAttribute("aria-label", `Clear the region of ${hit.name}`);
+  clear.addEventListener("click", (e) => { e.stopPropagation(); clearRegion(); });
+  const exportLink = row.querySelector(".export");
+  exportLink.addEventListener("click", (e) => e.stopPropagation());
+  exportLink.addEventListener("dragstart", (e) => dragOut(e, hit));
+  showRegion(row, hit);
   requestAnimationFrame(() => drawWave(row, hit));
   return row;
+}
+
+// --- scores a person can read ------------------------------------------------------------------
+
+// The sound's own match (cosine of its best window) and the query's words found in its name or
+// metadata; the rank-fusion score, which only orders the list, stays in the tooltip.
+function showScore(el, hit, terms) {
+  el.title = `fused rank score ${hit.score.toFixed(4)}, found by ${hit.matched_by.join(" + ")}`;
+  const audio = typeof hit.audio_score === "number" && isFinite(hit.audio_score) ? hit.audio_score : null;
+  if (audio === null && !terms.length) {
+    el.textContent = `score ${hit.score.toFixed(3)} · ${hit.matched_by.join("+")}`;
+    return;
+  }
+  el.replaceChildren();
+  if (audio !== null) {
+    const percent = Math.round(100 * Math.max(0, Math.min(1, audio)));
+    const match = document.createElement("span");
+    match.className = "sound-match";
+    match.setAttribute("role", "meter");
+    match.setAttribute("aria-label", "sound match");
+    match.setAttribute("aria-valuemin", "0");
+    match.setAttribute("aria-valuemax", "100");
+    match.setAttribute("aria-valuenow", String(percent));
+    match.title = `cosine similarity of its best window: ${audio.toFixed(3)}`;
+    const track = document.createElement("span");
+    track.className = "track";
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.width = `${percent}%`;
+    track.append(fill);
+    match.append("sound ", track, ` ${percent}%`);
+    el.append(match);
+  }
+  if (terms.length) {
+    const words = document.createElement("span");
+    words.className = "word-match";
+    words.append("words ");
+    for (const term of terms) {
+      const mark = document.createElement("mark");
+      mark.textContent = term;
+      words.append(mark, " ");
+    }
+    el.append(words);
+  }
+}
+
+// `text` into `el`, with each occurrence of a matched word marked.
+function highlight(el, text, terms) {
+  if (!terms.length) { el.textContent = text; return; }
+  const escaped = [...terms].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+  // A capturing group: split() puts the matches at the odd positions.
+  const parts = text.split(new RegExp(`(${escaped.join("|")})`, "i"));
+  el.replaceChildren();
+  parts.forEach((part, k) => {
+    if (!part) return;
+    if (k % 2) {
+      const mark = document.createElement("mark");
+      mark.textContent = part;
+      el.append(mark);
+    } else {
+      el.append(part);
+    }
+  });
 }
 
 // --- waveforms ---------------------------------------------------------------------------------
@@ -189,6 +283,12 @@ async function drawWave(row, hit) {
     g.fillStyle = "rgba(255, 179, 71, 0.16)";
     g.fillRect(x0, 0, Math.max(2, x1 - x0), height);
   }
+  const region = regionOf(hit);
+  const r0 = region ? (region.start / duration) * width : 0, r1 = region ? (region.end / duration) * width : 0;
+  if (region) {
+    g.fillStyle = "rgba(92, 200, 255, 0.2)";
+    g.fillRect(r0, 0, r1 - r0, height);
+  }
   if (data) {
     const peaks = data.peaks, n = peaks.length, mid = height / 2;
     const inside = styles.getPropertyValue(partial ? "--accent" : "--wave-match");
@@ -200,12 +300,217 @@ async function drawWave(row, hit) {
       g.fillRect(x, mid - h, Math.max(1, width / n - 0.6), 2 * h);
     }
   }
-  const player = $("player");
-  if (state.playingId === hit.file_id && player.duration) {
-    const x = (player.currentTime / duration) * width;
-    g.fillStyle = styles.getPropertyValue("--accent-2");
-    g.fillRect(x - 1, 0, 2, height);
+  g.fillStyle = styles.getPropertyValue("--accent-2");
+  if (region) {
+    g.fillRect(r0, 0, 1, height);
+    g.fillRect(r1 - 1, 0, 1, height);
   }
+  const player = $("player");
+  const looping = state.audition && state.audition.fileId === hit.file_id && state.audition.source;
+  const at = looping ? loopPosition(state.audition)
+    : state.playingId === hit.file_id && player.duration ? player.currentTime : null;
+  if (at !== null) g.fillRect((at / duration) * width - 1, 0, 2, height);
+}
+
+// --- regions: select, loop, export, drag out ---------------------------------------------------
+
+function regionOf(hit) {
+  return state.region && state.region.fileId === hit.file_id ? state.region : null;
+}
+
+function refreshRow(fileId) {
+  const row = rowOf(fileId);
+  const hit = state.hits.find((h) => h.file_id === fileId);
+  if (row && hit) { showRegion(row, hit); drawWave(row, hit); }
+}
+
+function redrawWave(fileId) {
+  const row = rowOf(fileId);
+  const hit = state.hits.find((h) => h.file_id === fileId);
+  if (row && hit) drawWave(row, hit);
+}
+
+// A press on the waveform that moves selects a region; one that does not plays from there.
+function dragRegion(down, canvas, hit, i) {
+  if (down.button !== 0) return;
+  const duration = hit.duration_s || 0;
+  const timeAt = (x) => {
+    const rect = canvas.getBoundingClientRect();
+    return Math.min(duration, Math.max(0, ((x - rect.left) / rect.width) * duration));
+  };
+  const from = timeAt(down.clientX);
+  let dragged = false;
+  const done = new AbortController();
+  canvas.setPointerCapture(down.pointerId);
+  canvas.addEventListener("pointermove", (e) => {
+    if (!dragged && Math.abs(e.clientX - down.clientX) < DRAG_PX) return;
+    dragged = true;
+    const to = timeAt(e.clientX);
+    setRegion(hit, Math.min(from, to), Math.max(from, to));
+  }, { signal: done.signal });
+  canvas.addEventListener("pointerup", () => {
+    done.abort();
+    select(i, false);
+    if (!dragged) play(hit, from);
+  }, { signal: done.signal });
+  canvas.addEventListener("pointercancel", () => done.abort(), { signal: done.signal });
+}
+
+function setRegion(hit, start, end) {
+  const duration = hit.duration_s || 0;
+  start = Math.max(0, Math.min(start, duration));
+  end = Math.max(0, Math.min(end, duration));
+  if (end - start < MIN_REGION_S) return false;
+  stopAudition();
+  const previous = state.region;
+  // Milliseconds: what the fields show is what gets exported.
+  state.region = { fileId: hit.file_id, start: Math.round(start * 1000) / 1000, end: Math.round(end * 1000) / 1000 };
+  if (previous && previous.fileId !== hit.file_id) refreshRow(previous.fileId);
+  refreshRow(hit.file_id);
+  return true;
+}
+
+function clearRegion() {
+  const region = state.region;
+  if (!region) return;
+  stopAudition();
+  state.region = null;
+  refreshRow(region.fileId);
+}
+
+// The start or end typed into the region's fields.
+function editRegion(hit, start, end) {
+  const region = regionOf(hit);
+  if (!region) return;
+  const from = start ?? region.start, to = end ?? region.end;
+  if (!(isFinite(from) && isFinite(to) && setRegion(hit, from, to))) {
+    say(`A region needs a start before its end, within 0–${(hit.duration_s || 0).toFixed(3)} s.`, true);
+    refreshRow(hit.file_id);
+  }
+}
+
+// Keys i and o: the region's start or end at the playhead (the match's start when not playing).
+function markRegion(hit, edge) {
+  const player = $("player");
+  const at = state.playingId === hit.file_id ? player.currentTime : hit.start_s;
+  const region = regionOf(hit);
+  if (edge === "start") setRegion(hit, at, region && region.end > at ? region.end : hit.duration_s || 0);
+  else setRegion(hit, region && region.start < at ? region.start : 0, at);
+}
+
+function showRegion(row, hit) {
+  const region = regionOf(hit);
+  row.querySelector(".region").hidden = !region;
+  if (region) {
+    const start = row.querySelector(".region-start"), end = row.querySelector(".region-end");
+    start.value = region.start.toFixed(3);
+    end.value = region.end.toFixed(3);
+    end.max = String(hit.duration_s || "");
+    row.querySelector(".region-length").textContent = `${(region.end - region.start).toFixed(3)} s`;
+  }
+  const looping = Boolean(state.audition && state.audition.fileId === hit.file_id);
+  const loop = row.querySelector(".loop");
+  loop.setAttribute("aria-pressed", String(looping));
+  loop.textContent = looping ? "Stop loop" : "Loop";
+  const { url, filename, reencoded } = exportTarget(hit);
+  const link = row.querySelector(".export");
+  link.href = url;
+  link.download = filename;
+  link.textContent = !region ? "Export file" : reencoded ? "Export region (WAV)" : "Export region";
+  link.title = reencoded
+    ? `${hit.format} is lossy: the region is decoded and re-encoded to 32-bit float WAV. Click, or drag it into a DAW.`
+    : "Download it, or drag it onto the desktop or into a DAW";
+  link.setAttribute("aria-label", `${link.textContent}: ${filename}`);
+}
+
+function lossy(hit) {
+  return LOSSY_FORMATS.has((hit.format || "").toUpperCase());
+}
+
+// Seconds as the server names cuts: to the millisecond, without trailing zeros (22, 22.5, 22.125).
+function seconds(value) {
+  return value.toFixed(3).replace(/\.?0+$/, "");
+}
+
+function cutUrl(hit, region) {
+  const url = `${hit.audio_url}?start=${seconds(region.start)}&end=${seconds(region.end)}`;
+  return lossy(hit) ? `${url}&reencode=wav` : url;
+}
+
+// What Export and a drag out deliver: the region's cut (named as the server names it), or the whole
+// file when there is no region.
+function exportTarget(hit) {
+  const region = regionOf(hit);
+  const format = (hit.format || "").toUpperCase();
+  if (!region) return { url: hit.audio_url, filename: hit.name, mime: MEDIA_TYPES[format], reencoded: false };
+  const dot = hit.name.lastIndexOf(".");
+  const stem = dot > 0 ? hit.name.slice(0, dot) : hit.name;
+  const reencoded = lossy(hit);
+  const extension = reencoded ? ".wav" : dot > 0 ? hit.name.slice(dot) : "";
+  return {
+    url: cutUrl(hit, region),
+    filename: `${stem}_${seconds(region.start)}-${seconds(region.end)}${extension}`,
+    mime: reencoded ? MEDIA_TYPES.WAV : MEDIA_TYPES[format],
+    reencoded,
+  };
+}
+
+// Chromium turns "DownloadURL" drag data ("mime:filename:url") into a file where it is dropped:
+// the desktop, a file manager, a DAW's track.
+function dragOut(e, hit) {
+  const { url, filename, mime } = exportTarget(hit);
+  const absolute = new URL(url, location.href).href;
+  const type = mime || "application/octet-stream";
+  e.dataTransfer.setData("DownloadURL", `${type}:${filename.replaceAll(":", "_")}:${absolute}`);
+  e.dataTransfer.setData("text/uri-list", absolute);
+  e.dataTransfer.effectAllowed = "copy";
+}
+
+// Looping through Web Audio, on the server's cut of the region: sample-exact loop points, and only
+// the region is fetched and decoded, however long the file.
+async function toggleAudition() {
+  if (state.audition) { stopAudition(); return; }
+  const hit = state.hits[state.selected];
+  const region = hit && regionOf(hit);
+  if (!region) { say("Drag across a result's waveform to select a region to loop."); return; }
+  stop();
+  const audition = { fileId: hit.file_id, region, source: null, buffer: null, startedAt: 0 };
+  state.audition = audition;
+  refreshRow(hit.file_id);
+  try {
+    const context = audioContext();
+    await context.resume();
+    const response = await request(cutUrl(hit, region));
+    const buffer = await context.decodeAudioData(await response.arrayBuffer());
+    if (state.audition !== audition) return; // stopped, or another region, while it loaded
+    const source = context.createBufferSource();
+    source.buffer = buffer;
+    source.loop = true;
+    source.connect(context.destination);
+    source.start();
+    Object.assign(audition, { source, buffer, startedAt: context.currentTime });
+    requestAnimationFrame(function tick() {
+      if (state.audition !== audition) return;
+      redrawWave(audition.fileId);
+      requestAnimationFrame(tick);
+    });
+  } catch (e) {
+    if (state.audition === audition) { state.audition = null; refreshRow(hit.file_id); }
+    say(`Cannot loop the region of ${hit.name}: ${e.message}`, true);
+  }
+}
+
+function stopAudition() {
+  const audition = state.audition;
+  if (!audition) return;
+  state.audition = null;
+  audition.source?.stop();
+  refreshRow(audition.fileId);
+}
+
+function loopPosition(audition) {
+  const elapsed = audioContext().currentTime - audition.startedAt;
+  return audition.region.start + (elapsed % audition.buffer.duration);
 }
 
 // --- playback ----------------------------------------------------------------------------------
@@ -215,6 +520,7 @@ function rowOf(fileId) {
 }
 
 function play(hit, from) {
+  stopAudition();
   const player = $("player");
   const start = from != null ? from : hit.start_s;
   if (state.playingId !== hit.file_id) {
@@ -230,6 +536,7 @@ function play(hit, from) {
 }
 
 function toggle() {
+  if (state.audition) { stopAudition(); return; }
   const hit = state.hits[state.selected];
   if (!hit) return;
   const player = $("player");
@@ -327,6 +634,122 @@ async function caption(file) {
   }
 }
 
+// --- search with the microphone ----------------------------------------------------------------
+
+async function startRecording() {
+  if (!navigator.mediaDevices?.getUserMedia || !window.MediaRecorder) {
+    say("This browser cannot record here: the microphone needs a secure page (https, or localhost).", true);
+    return;
+  }
+  stop();
+  stopAudition();
+  const context = audioContext();
+  context.resume(); // inside the click: browsers start audio only on a user's gesture
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (e) {
+    say(microphoneError(e), true);
+    return;
+  }
+  const recorder = new MediaRecorder(stream);
+  const chunks = [];
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 1024;
+  context.createMediaStreamSource(stream).connect(analyser);
+  const recording = { recorder, stream, analyser, startedAt: performance.now(), cancelled: false, timer: 0 };
+  state.recording = recording;
+  recorder.addEventListener("dataavailable", (e) => { if (e.data.size) chunks.push(e.data); });
+  recorder.addEventListener("stop", () => finishRecording(recording, chunks));
+  recorder.start();
+  recording.timer = setTimeout(stopRecording, MAX_RECORD_S * 1000);
+  showRecording(true);
+  say(`Recording… make the sound, then press Stop (at most ${MAX_RECORD_S} s; Esc cancels).`);
+  const samples = new Float32Array(analyser.fftSize);
+  requestAnimationFrame(function meter() {
+    if (state.recording !== recording) return;
+    analyser.getFloatTimeDomainData(samples);
+    const peak = samples.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    $("level").style.width = `${Math.min(100, 100 * peak).toFixed(0)}%`;
+    $("record-clock").textContent = clock((performance.now() - recording.startedAt) / 1000);
+    requestAnimationFrame(meter);
+  });
+}
+
+function stopRecording(cancel = false) {
+  const recording = state.recording;
+  if (!recording) return;
+  recording.cancelled = cancel === true;
+  clearTimeout(recording.timer);
+  if (recording.recorder.state !== "inactive") recording.recorder.stop();
+}
+
+// The recording as a WAV built here: the server decodes WAV whatever codec MediaRecorder chose
+// (Chromium records WebM/Opus, which the server does not read).
+async function finishRecording(recording, chunks) {
+  recording.stream.getTracks().forEach((track) => track.stop());
+  state.recording = null;
+  showRecording(false);
+  if (recording.cancelled) { say("Recording cancelled."); return; }
+  const blob = new Blob(chunks, { type: recording.recorder.mimeType });
+  if (!blob.size) { say("Nothing was recorded: the microphone sent no sound.", true); return; }
+  try {
+    const audio = await audioContext().decodeAudioData(await blob.arrayBuffer());
+    const file = new File([wavBytes(audio)], "recording.wav", { type: "audio/wav" });
+    await searchExample(file, "your recording");
+  } catch (e) {
+    say(`Could not read the recording: ${e.message}`, true);
+  }
+}
+
+function microphoneError(e) {
+  if (e.name === "NotAllowedError" || e.name === "SecurityError") {
+    return "Microphone access was denied: allow it in the browser's site settings to search by a recording.";
+  }
+  if (e.name === "NotFoundError" || e.name === "OverconstrainedError") {
+    return "No microphone found: connect one, or search with a recorded file (By example…).";
+  }
+  if (e.name === "NotReadableError") return "The microphone is busy or failed: another application may be using it.";
+  return `Cannot record from the microphone: ${e.message}`;
+}
+
+function showRecording(on) {
+  const button = $("record-button");
+  button.setAttribute("aria-pressed", String(on));
+  button.classList.toggle("on", on);
+  button.querySelector(".record-text").textContent = on ? "Stop" : "Record";
+  $("recording").hidden = !on;
+  $("level").style.width = "0";
+  $("record-clock").textContent = clock(0);
+}
+
+// 16-bit mono PCM WAV of a decoded recording (channels averaged), at its own sample rate.
+function wavBytes(audio) {
+  const n = audio.length, channels = audio.numberOfChannels, rate = audio.sampleRate;
+  const mono = new Float32Array(n);
+  for (let c = 0; c < channels; c++) {
+    const data = audio.getChannelData(c);
+    for (let k = 0; k < n; k++) mono[k] += data[k] / channels;
+  }
+  const view = new DataView(new ArrayBuffer(44 + 2 * n));
+  const ascii = (offset, text) => [...text].forEach((ch, k) => view.setUint8(offset + k, ch.charCodeAt(0)));
+  ascii(0, "RIFF");
+  view.setUint32(4, 36 + 2 * n, true);
+  ascii(8, "WAVE");
+  ascii(12, "fmt ");
+  view.setUint32(16, 16, true); // fmt chunk size
+  view.setUint16(20, 1, true); // PCM
+  view.setUint16(22, 1, true); // mono
+  view.setUint32(24, rate, true);
+  view.setUint32(28, 2 * rate, true); // bytes per second
+  view.setUint16(32, 2, true); // bytes per frame
+  view.setUint16(34, 16, true); // bits per sample
+  ascii(36, "data");
+  view.setUint32(40, 2 * n, true);
+  for (let k = 0; k < n; k++) view.setInt16(44 + 2 * k, Math.round(32767 * Math.max(-1, Math.min(1, mono[k]))), true);
+  return view.buffer;
+}
+
 // --- status ------------------------------------------------------------------------------------
 
 async function loadStatus() {
@@ -357,6 +780,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("search-form").addEventListener("submit", (e) => { e.preventDefault(); searchText(); });
   $("example-button").addEventListener("click", () => $("example-file").click());
   $("example-file").addEventListener("change", (e) => { if (e.target.files[0]) searchExample(e.target.files[0]); e.target.value = ""; });
+  $("record-button").addEventListener("click", () => (state.recording ? stopRecording() : startRecording()));
   $("filters-toggle").addEventListener("click", () => {
     const open = $("filters").hidden;
     $("filters").hidden = !open;
@@ -375,17 +799,14 @@ document.addEventListener("DOMContentLoaded", () => {
   $("caption-file").addEventListener("change", (e) => { if (e.target.files[0]) caption(e.target.files[0]); e.target.value = ""; });
 
   const player = $("player");
-  const redraw = () => {
-    const row = state.playingId != null ? rowOf(state.playingId) : null;
-    const hit = state.hits.find((h) => h.file_id === state.playingId);
-    if (row && hit) drawWave(row, hit);
-  };
+  const redraw = () => { if (state.playingId != null) redrawWave(state.playingId); };
   player.addEventListener("timeupdate", redraw);
   player.addEventListener("pause", () => document.querySelectorAll(".result.playing").forEach((r) => r.classList.remove("playing")));
   player.addEventListener("ended", redraw);
 
   document.addEventListener("keydown", (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (e.key === "Escape" && state.recording) { stopRecording(true); return; }
     if (typing(e.target)) {
       if (e.key === "Escape") e.target.blur();
       if (e.key === "ArrowDown" && e.target === $("q") && state.hits.length) { e.preventDefault(); select(state.selected < 0 ? 0 : state.selected); }
@@ -400,6 +821,10 @@ document.addEventListener("DOMContentLoaded", () => {
     else if (e.key === "ArrowUp" || e.key === "k") { e.preventDefault(); select(state.selected - 1); }
     else if (e.key === "m" && hit) moreLikeThis(hit);
     else if (e.key === "c" && hit) { state.classifyFile = null; classify(); }
+    else if (e.key === "Escape") clearRegion();
+    else if (e.key === "l") toggleAudition();
+    else if (e.key === "i" && hit) markRegion(hit, "start");
+    else if (e.key === "o" && hit) markRegion(hit, "end");
   });
 
   // Drop a recording anywhere: search by example.

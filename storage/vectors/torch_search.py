@@ -12,16 +12,12 @@ On CPU tensors the same code runs in fp32; the tests compare it with FAISS exact
 
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING, Any
-
 import numpy as np
 import torch
 
+from indexer.settings import settings
 from indexer.types import FloatArray
-
-if TYPE_CHECKING:
-    from storage.vectors import FaissIndex, IdArray
+from storage.vectors.base import IdArray, empty_result, faiss
 
 # Extra candidates re-scored in fp32 after a reduced-precision pass.
 RESCORE_MARGIN = 32
@@ -31,11 +27,9 @@ DEVICE_MEMORY_SHARE = 0.6
 
 def faiss_gpu_usable() -> bool:
     """FAISS has GPU support and kernels for this GPU (the PyPI cu12 wheels lack Hopper, sm_90)."""
-    import faiss
-
     if not hasattr(faiss, "StandardGpuResources") or faiss.get_num_gpus() < 1:
         return False
-    if os.environ.get("SOUNDSEARCH_FAISS_GPU") == "1":  # a faiss built for this GPU (conda, source)
+    if settings().faiss_gpu:  # a faiss built for this GPU (conda, source)
         return True
     return torch.cuda.is_available() and torch.cuda.get_device_capability(0)[0] < 9
 
@@ -100,8 +94,7 @@ class TorchExactSearch:
         if allowed_ids is not None:
             rows = self._rows_of(np.asarray(allowed_ids, dtype=np.int64))
         n = len(self.ids) if rows is None else len(rows)
-        out_s = np.full((nq, k), -np.inf, dtype=np.float32)
-        out_i = np.full((nq, k), -1, dtype=np.int64)
+        out_s, out_i = empty_result(nq, k)
         if n == 0 or nq == 0:
             return out_s, out_i
         reduced = self.dtype != torch.float32
@@ -148,37 +141,6 @@ class TorchExactSearch:
             arr = np.array(rows, dtype=np.int64)
             return np.sort(arr[arr >= 0])
         return np.nonzero(np.isin(self.ids, allowed))[0].astype(np.int64)
-
-
-class FaissGpuSearcher:
-    """A GPU copy of a FAISS index (`index_cpu_to_gpu`), kept resident; unfiltered searches only.
-
-    Flat: the inner `IndexFlatIP` goes to the GPU and positions are mapped to ids on the way out;
-    IVF kinds go whole (their lists store our ids). Not exercised on this project's test machines
-    (no GPU build of FAISS there); see the module docstring.
-    """
-
-    def __init__(self, index: FaissIndex) -> None:
-        import faiss
-
-        self.res = faiss.StandardGpuResources()
-        self.kind = index.kind
-        self.id_map: np.ndarray | None = None
-        if index.kind == "flat":
-            self.id_map = faiss.vector_to_array(index.index.id_map).astype(np.int64)
-            self.gpu: Any = faiss.index_cpu_to_gpu(self.res, 0, faiss.downcast_index(index.index.index))
-        elif index.kind.startswith("ivf"):
-            self.gpu = faiss.index_cpu_to_gpu(self.res, 0, index.index)
-        else:
-            raise ValueError(f"FAISS has no GPU {index.kind} index")
-
-    def search(self, queries: FloatArray, k: int, allowed_ids: IdArray | None = None) -> tuple[FloatArray, IdArray]:
-        if allowed_ids is not None:
-            raise ValueError("filtered searches run on the CPU index")
-        scores, found = self.gpu.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        if self.id_map is not None:
-            found = np.where(found >= 0, self.id_map[np.maximum(found, 0)], -1)
-        return scores, found
 
 
 def _free_bytes(device: torch.device) -> int:
