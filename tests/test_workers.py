@@ -149,12 +149,15 @@ def test_workers_share_a_port_serve_the_same_data_and_stop_together(tmp_path: Pa
     catalog = make_catalog(tmp_path, None)
     with ExitStack() as stack:
         ((supervisor, url),) = stack.enter_context(servers(catalog, [tmp_path / "serve.log"], "--workers", "2"))
-        # One connection per client: each stays with the worker that accepted it.
+        # One connection per client, kept open (httpx drops idle ones after 5 s unless told otherwise): each
+        # stays with the worker that accepted it.
         by_pid: dict[int, httpx.Client] = {}
         deadline = time.monotonic() + 60
         while len(by_pid) < 2:
             assert time.monotonic() < deadline, f"one worker answered every connection: {list(by_pid)}"
-            client = stack.enter_context(httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1)))
+            client = stack.enter_context(
+                httpx.Client(base_url=url, timeout=30, limits=httpx.Limits(max_connections=1, keepalive_expiry=600))
+            )
             by_pid.setdefault(client.get("/api/status").json()["pid"], client)
         assert supervisor.pid not in by_pid
         for pid, client in by_pid.items():

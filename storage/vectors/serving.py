@@ -181,14 +181,16 @@ class FaissIndex:
         Filters apply before top-k: k results whenever k of the allowed ids are in the index.
         """
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        if queries.ndim != 2 or queries.shape[1] != self.dim:
-            raise ValueError(f"expected queries of dimension {self.dim}, got shape {queries.shape}")
         k = max(1, k)
         with self._lock, _threads_for(len(queries)):
-            if self._accel_pending is not None:
-                self.accelerate(self._accel_pending)
+            # Nothing to find answers nothing, whatever the query: a reader that opened a catalog before its
+            # model was bound holds an empty placeholder index until its next refresh.
             if self._backend.count() == 0 or (allowed_ids is not None and len(allowed_ids) == 0):
                 return empty_result(len(queries), k)
+            if queries.ndim != 2 or queries.shape[1] != self.dim:
+                raise ValueError(f"expected queries of dimension {self.dim}, got shape {queries.shape}")
+            if self._accel_pending is not None:
+                self.accelerate(self._accel_pending)
             if allowed_ids is not None:
                 allowed_ids = np.unique(np.asarray(allowed_ids, dtype=np.int64))
                 return self._filtered_search(queries, k, allowed_ids)
