@@ -203,7 +203,7 @@ def _number(path: Path, row: int, values: dict[str, str], column: str) -> float:
 def _audio_extensions() -> frozenset[str]:
     # Imported here, not at the top: indexer.audio pulls in torch, which `soundsearch --help` and
     # metadata-only checks should not pay for.
-    from indexer.audio import SUPPORTED_EXTENSIONS
+    from indexer.formats import SUPPORTED_EXTENSIONS
 
     return frozenset(SUPPORTED_EXTENSIONS)
 

@@ -35,23 +35,10 @@ import torch
 import torchaudio
 
 from indexer.errors import AudioDecodeError
+from indexer.formats import SUPPORTED_EXTENSIONS
 from indexer.types import FloatArray
 
 # Extension → container name as libsndfile reports it.
-SUPPORTED_EXTENSIONS: dict[str, str] = {
-    ".wav": "WAV",
-    ".wave": "WAV",
-    ".bwf": "WAV",
-    ".aif": "AIFF",
-    ".aiff": "AIFF",
-    ".aifc": "AIFF",
-    ".flac": "FLAC",
-    ".ogg": "OGG",
-    ".oga": "OGG",
-    ".opus": "OGG",
-    ".mp3": "MP3",
-}
-
 DEFAULT_BLOCK_S = 10.0
 _MIN_SLACK_FRAMES = 4096  # a few MP3/Opus frames
 # A block holds at most this many samples (all channels): 16 MiB of float32 whatever the rate and channels.
@@ -103,10 +90,6 @@ class DecodedAudio:
     @property
     def duration_s(self) -> float:
         return len(self.samples) / self.sample_rate
-
-
-def is_supported(path: str | Path) -> bool:
-    return Path(path).suffix.lower() in SUPPORTED_EXTENSIONS
 
 
 def probe(path: str | Path) -> AudioInfo:

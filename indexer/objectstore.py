@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from indexer.audio import is_supported
 from indexer.errors import SoundsearchError
+from indexer.formats import is_supported
 from indexer.scan import FoundFile, WalkIssue
 
 SCHEME = "s3://"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from indexer.audio import is_supported
+from indexer.formats import is_supported
 from indexer.fsnames import display
 
 

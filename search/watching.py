@@ -38,9 +38,9 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from indexer import objectstore
-from indexer.audio import is_supported
 from indexer.encoders.base import Encoder
 from indexer.errors import SoundsearchError
+from indexer.formats import is_supported
 from indexer.pipeline import IndexOptions
 from search.indexing import IndexingResult, RunProgress, index_library
 from storage.catalog import Catalog, CatalogError

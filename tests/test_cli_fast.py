@@ -82,6 +82,18 @@ def test_status_and_text_search_import_no_model_stack(catalog: dict[str, Path]) 
     assert not modules & {"torch", "transformers", "torchaudio"}, modules
 
 
+def test_export_imports_no_model_stack(catalog: dict[str, Path]) -> None:
+    """Cutting a region reads and writes samples: no torch (the scanner's extension list lives apart from
+    the decoders)."""
+    out_file = catalog["base"] / "cut.wav"
+    code, _, modules = cli(
+        "--home", str(catalog["home"]), "export", str(catalog["lib"] / "dog_bark.wav"),
+        "--start", "0.1", "--end", "0.5", "--out", str(out_file),
+    )  # fmt: skip
+    assert code == 0 and out_file.exists()
+    assert not modules & {"torch", "transformers", "torchaudio"}, modules
+
+
 def test_the_status_report_hides_the_database_password() -> None:
     """The report travels over HTTP now (GET /api/status): a PostgreSQL password must not."""
     status = CatalogStatus(

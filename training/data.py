@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evaluation.datasets import DatasetError, load_dataset
-from indexer.audio import is_supported, probe
+from indexer.audio import probe
 from indexer.errors import AudioDecodeError
+from indexer.formats import is_supported
 from indexer.metadata import read_embedded_text
 from indexer.scan import walk_audio
 from training.captions import weak_captions

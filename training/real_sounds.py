@@ -27,7 +27,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from indexer.audio import is_supported
+from indexer.formats import is_supported
 from storage.atomic import atomic_directory
 
 
