@@ -8,9 +8,13 @@ from __future__ import annotations
 import io
 import os
 import struct
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 # Undecodable as UTF-8: what a Latin-1 name from a Windows archive looks like on Linux.
@@ -81,3 +85,17 @@ def make_hostile_library(base: Path) -> tuple[Path, Path]:
     (links / "escape.wav").symlink_to(outside / "secret.wav")
     (links / "escape_folder").symlink_to(outside / "folder", target_is_directory=True)
     return lib, outside
+
+
+@contextmanager
+def tmpfs(folder: Path, size: str, skip_note: str = "") -> Iterator[Path]:
+    """A small RAM disk that fills up for real (ENOSPC); mounting needs CAP_SYS_ADMIN, the test is skipped
+    where that is missing (`skip_note` says what covers the case then)."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}){skip_note}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

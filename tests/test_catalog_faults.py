@@ -27,6 +27,7 @@ from storage.doctor import LOST_VECTORS, diagnose, integrity_problems
 from storage.index_file import read_identity
 from storage.salvage import salvage
 from storage.schema import FileRow, Root, SegmentRow, Setting
+from tests.hostile import tmpfs
 from tests.planted import PlantedEncoder, tone, write
 from tests.test_indexer import assert_index_agrees, snapshot
 
@@ -219,16 +220,9 @@ def test_doctor_reports_and_repairs_vectors(tmp_path: Path, capsys: pytest.Captu
 
 @pytest.fixture()
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs: a disk that fills up for real (ENOSPC). Mounting needs CAP_SYS_ADMIN."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()}); the file-size test covers EFBIG")
-    try:
+    """A 4 MiB tmpfs: a disk that fills up for real (ENOSPC)."""
+    with tmpfs(tmp_path / "small", "4m", "; the file-size test covers EFBIG") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def fill(disk: Path, leave: int) -> Path:

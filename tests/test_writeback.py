@@ -10,8 +10,6 @@ import shutil
 import stat
 import struct
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from xml.etree import ElementTree
@@ -32,6 +30,7 @@ from indexer.tagfields import TagFields
 from search.writeback import known_fields, write_back
 from storage.catalog import Catalog
 from storage.schema import FileRow
+from tests.hostile import tmpfs
 from tests.planted import PlantedEncoder, tone, write
 
 SR = 48_000
@@ -267,22 +266,9 @@ def test_formats_without_tag_write_back_are_named(tmp_path: Path) -> None:
         write_file_tags(path, TAGS)
 
 
-@contextmanager
-def _tmpfs(folder: Path, size: str) -> Iterator[Path]:
-    """A small RAM disk (mounting needs CAP_SYS_ADMIN; skipped where that is missing)."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
 @pytest.mark.parametrize("kind", ["wav24", "flac"])
 def test_a_full_disk_leaves_the_original_whole(tmp_path: Path, kind: str) -> None:
-    with _tmpfs(tmp_path / "disk", "512k") as disk:
+    with tmpfs(tmp_path / "disk", "512k") as disk:
         path = shutil.copy(_make(tmp_path, kind), disk / FORMATS[kind][0])
         (disk / "filler").write_bytes(bytes(shutil.disk_usage(disk).free - 16_384))
         raw = Path(path).read_bytes()
@@ -293,7 +279,7 @@ def test_a_full_disk_leaves_the_original_whole(tmp_path: Path, kind: str) -> Non
 
 
 def test_a_read_only_folder_leaves_the_original_whole(tmp_path: Path) -> None:
-    with _tmpfs(tmp_path / "disk", "4m") as disk:
+    with tmpfs(tmp_path / "disk", "4m") as disk:
         path = Path(shutil.copy(_make(tmp_path, "wav16"), disk / "x.wav"))
         raw = path.read_bytes()
         subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
