@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from evaluation.datasets import DatasetError
-from training.data import load_pairs
+from training.data import Pair, load_pairs
 from training.loop import TrainConfig, prepare, train, validate
 from training.models import ClapTrainable, MiniTrainable
 
@@ -160,32 +160,11 @@ def test_two_tower_head_trains_on_cached_frozen_features(mini: MiniTrainable, tm
     """mini@3's recipe in miniature: frozen aiSFX + CNN towers, features computed once into the cache, only the
     head and text projection learn, and the saved folder loads as an encoder."""
     from indexer import load_encoder
-    from indexer.encoders.mini import MiniClap, MiniConfig
 
-    torch.manual_seed(0)
-    cfg = MiniConfig(
-        sample_rate=44_100,
-        cnn_rate=8_000,
-        audio_tower="aisfx+cnn",
-        window_s=2.0,
-        n_fft=256,
-        hop_length=128,
-        f_max=4_000,
-        channels=(4, 8),
-        embed_dim=16,
-    )
-    trainable = MiniTrainable(MiniClap(cfg), mini.sentences)
+    trainable = _two_tower(mini)
     towers = {k: v.clone() for k, v in trainable.model.state_dict().items() if k.startswith(("aisfx.", "audio."))}
     head = trainable.model.head[1].weight.detach().clone()
-    root = tmp_path / "data"
-    root.mkdir()
-    rows = ["path,caption"]
-    for i in range(6):
-        t = np.arange(22_050) / 44_100
-        sf.write(root / f"t{i}.wav", (0.4 * np.sin(2 * np.pi * (200 + 900 * i) * t)).astype(np.float32), 44_100)
-        rows.append(f"t{i}.wav,{WORDS[i]}")
-    (root / "captions.csv").write_text("\n".join(rows) + "\n")
-    pairs = load_pairs(str(root / "captions.csv"))
+    pairs = _tones(tmp_path / "data")
     run_cfg = TrainConfig(epochs=3, batch_size=4, warmup_steps=1, val_fraction=0.34)
     train(trainable, pairs, tmp_path / "run", run_cfg)
     assert (tmp_path / "run" / "features.pt").is_file()
@@ -208,3 +187,92 @@ def test_two_tower_head_trains_on_cached_frozen_features(mini: MiniTrainable, tm
     encoder = load_encoder(str(tmp_path / "run" / "best"))
     emb = encoder.embed_audio([np.zeros(1000, dtype=np.float32) + 0.01, _clip(1, seconds=3.0)])
     assert emb.shape == (2, 16) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def _two_tower(mini: MiniTrainable, acoustic_share: float = 0.0) -> MiniTrainable:
+    """A two-tower mini (mini@3's architecture) with a tiny CNN tower, random weights, seed 0."""
+    from indexer.encoders.mini import MiniClap, MiniConfig
+
+    torch.manual_seed(0)
+    cfg = MiniConfig(
+        sample_rate=44_100,
+        cnn_rate=8_000,
+        audio_tower="aisfx+cnn",
+        window_s=2.0,
+        n_fft=256,
+        hop_length=128,
+        f_max=4_000,
+        channels=(4, 8),
+        embed_dim=16,
+        acoustic_share=acoustic_share,
+    )
+    return MiniTrainable(MiniClap(cfg), mini.sentences)
+
+
+def _tones(root: Path, n: int = 6) -> list[Pair]:
+    root.mkdir()
+    rows = ["path,caption"]
+    for i in range(n):
+        t = np.arange(22_050) / 44_100
+        sf.write(root / f"t{i}.wav", (0.4 * np.sin(2 * np.pi * (200 + 900 * i) * t)).astype(np.float32), 44_100)
+        rows.append(f"t{i}.wav,{WORDS[i % 6]}")
+    (root / "captions.csv").write_text("\n".join(rows) + "\n")
+    return load_pairs(str(root / "captions.csv"))
+
+
+def test_anchored_clips_stay_near_the_untrained_embedding(mini: MiniTrainable, tmp_path: Path) -> None:
+    """`TrainConfig.anchor` holds the clips `anchored` picks (the synthetic library in build_mini3) where the
+    untrained head put them, so training on real recordings does not undo what mini@2 knew of those."""
+    pairs = _tones(tmp_path / "data")
+    anchored = {str(p.path) for p in pairs[::2]}
+    drift = {}
+    for weight in (0.0, 100.0):
+        trainable = _two_tower(mini)
+        cfg = TrainConfig(epochs=4, batch_size=6, lr=1e-2, warmup_steps=1, anchor=weight)
+        train(
+            trainable,
+            pairs,
+            tmp_path / f"run{weight}",
+            cfg,
+            val_pairs=pairs,
+            anchored=lambda p: str(p.path) in anchored,
+        )
+        trainable.modules().eval()
+        features = torch.stack([trainable.features(sf.read(p.path, dtype="float32")[0])[:1] for p in pairs])
+        with torch.no_grad():
+            per_clip = trainable.drift(features)
+        drift[weight] = per_clip[::2].mean().item(), per_clip[1::2].mean().item()
+    assert drift[0.0][0] > 0.01  # without the anchor, training moved them
+    assert drift[100.0][0] < 0.1 * drift[0.0][0]  # the anchored clips barely moved
+
+
+def test_the_acoustic_block_leaves_text_ranks_and_adds_to_sound_likeness(mini: MiniTrainable, tmp_path: Path) -> None:
+    """An audio vector = √(1−s)·joint ⊕ √s·(the standardised aiSFX view); a text vector leaves the block at
+    zero. Text → audio order and zero-shot probabilities are those of the joint space; sound → sound is not."""
+    from indexer.encoders.mini import MiniEncoder, load_mini, save_mini, with_acoustic_block
+    from search.zeroshot import ZeroShotClassifier
+
+    plain = _two_tower(mini).model.eval()
+    clips = [sf.read(p.path, dtype="float32")[0] for p in _tones(tmp_path / "data")]
+    features = torch.cat([plain.window_features([c], torch.device("cpu")) for c in clips])
+    share = 0.5
+    model = with_acoustic_block(plain, features[:, 512:1024], share)
+    save_mini(model, tmp_path / "m")
+    encoder, joint = load_mini(tmp_path / "m", device="cpu"), MiniEncoder(plain, mini.sentences)
+    assert (encoder.dim, joint.dim) == (16 + 512, 16)
+    audio, text = encoder.embed_audio(clips), encoder.embed_text(WORDS)
+    assert np.allclose(np.linalg.norm(audio, axis=1), 1.0, atol=1e-5) and not text[:, 16:].any()
+    plain_audio, plain_text = joint.embed_audio(clips), joint.embed_text(WORDS)
+    np.testing.assert_allclose(text @ audio.T, (plain_text @ plain_audio.T) * share**0.5, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(audio[:, 16:], axis=1), share**0.5, atol=1e-5)
+    same_sound = audio @ audio.T - (plain_audio @ plain_audio.T) * (1 - share)
+    assert not np.allclose(same_sound, 0.0, atol=1e-3)  # the block adds the pretrained tower's likeness
+    paths = [f"t{i}" for i in range(len(clips))]
+    for enc, vectors in ((encoder, audio), (joint, plain_audio)):
+        predictions = ZeroShotClassifier(enc, WORDS).predict_vectors(paths, vectors, np.arange(len(clips)))
+        if enc is encoder:
+            with_block = [p.scores for p in predictions]
+        else:
+            for got, want in zip(with_block, [p.scores for p in predictions], strict=True):
+                assert [label for label, _ in got] == [label for label, _ in want]
+                np.testing.assert_allclose([v for _, v in got], [v for _, v in want], atol=1e-4)

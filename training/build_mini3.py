@@ -25,8 +25,18 @@ import numpy as np
 import torch
 
 from indexer.audio import resample
+from indexer.encoders import aisfx
 from indexer.encoders.aisfx import SAMPLE_RATE, checkpoint_state
-from indexer.encoders.mini import WEIGHTS_DIR, MiniClap, MiniConfig, SentenceEncoder, load_mini, minilm_dir
+from indexer.encoders.mini import (
+    WEIGHTS_DIR,
+    MiniClap,
+    MiniConfig,
+    SentenceEncoder,
+    load_mini,
+    minilm_dir,
+    save_mini,
+    with_acoustic_block,
+)
 from training.clips import CHUNK, rendered_clips
 from training.clips import SAMPLE_RATE as SYNTH_RATE
 from training.data import Pair, load_pairs
@@ -84,6 +94,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--freeze-text", action="store_true", help="keep mini@2's text projection")
+    parser.add_argument(
+        "--anchor", type=float, default=10.0, help="penalty on the head's residual for synthetic clips (0: none)"
+    )
+    parser.add_argument(
+        "--acoustic-share",
+        type=float,
+        default=0.5,
+        help="share of each audio vector given to the aiSFX tower's own view (search by example); 0: none",
+    )
     parser.add_argument("--real-weight", type=int, default=3, help="how many times each real clip is shown per epoch")
     parser.add_argument("--final", action="store_true", help="train on train+dev, validate on dev (final fit)")
     parser.add_argument("--features-only", choices=("real", "synth"), help="fill the feature cache and stop")
@@ -138,8 +157,25 @@ def main() -> None:
         weight_decay=args.weight_decay,
         seed=args.seed,
         warmup_steps=20,
+        anchor=args.anchor,
     )
-    train(trainable, pairs, args.out, cfg, progress=say, source=source, cache=cache, val_pairs=val)
+    train(
+        trainable,
+        pairs,
+        args.out,
+        cfg,
+        progress=say,
+        source=source,
+        cache=cache,
+        val_pairs=val,
+        anchored=lambda p: str(p.path).startswith("synth:"),
+    )
+    if args.acoustic_share > 0:
+        best = load_mini(args.out / "best", device="cpu")
+        features = torch.cat(clip_features(trainable, pairs, None, source, cache))
+        block_max = features[:, aisfx.DIM : 2 * aisfx.DIM]
+        save_mini(with_acoustic_block(best.model, block_max, args.acoustic_share), args.out / "best")
+        say(f"acoustic block (share {args.acoustic_share}) standardised on {len(features)} training windows")
 
 
 class _Both:

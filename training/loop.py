@@ -52,6 +52,10 @@ class TrainConfig:
     mix_probability: float = 0.3
     gain_db: float = 6.0
     keyword_probability: float = 0.25  # how often a clip with keywords is shown one instead of a caption
+    # Weight of the penalty on how far training moves the embeddings of `anchored` clips from where the
+    # untrained model put them (two-tower mini: the head's residual). It keeps what the synthetic library
+    # taught mini@2 (zero-shot on it) while the head learns the real recordings.
+    anchor: float = 0.0
 
 
 @dataclass
@@ -308,6 +312,7 @@ def train(
     source: AudioSource = decode_pair,
     cache: ClipCache | None = None,
     val_pairs: Sequence[Pair] | None = None,
+    anchored: Callable[[Pair], bool] | None = None,
 ) -> History:
     """Train and save the best model in `out_dir`; returns the per-epoch history. Validation is on
     `val_pairs` when given, else on a random `cfg.val_fraction` of `pairs`. Trainables whose towers are
@@ -344,6 +349,7 @@ def train(
         if progress:
             progress(f"resumed from {ckpt} after epoch {start_epoch}")
     frames = trainable.window_frames()
+    is_anchored = np.array([bool(cfg.anchor and anchored and anchored(p)) for p in train_pairs])
     for epoch in range(start_epoch, cfg.epochs):
         module.train()
         rng = np.random.default_rng([cfg.seed, epoch])  # per-epoch seed: resume == uninterrupted
@@ -361,6 +367,8 @@ def train(
             audio = trainable.audio_embed(mels)
             text = trainable.text_embed(trainable.select_text(tr.text_inputs, torch.from_numpy(caption_idx)))
             loss = contrastive_loss(audio, text, trainable.logit_scale(), positives_for(tr, idx, caption_idx))
+            if is_anchored[idx].any():
+                loss = loss + cfg.anchor * trainable.drift(mels[torch.from_numpy(is_anchored[idx])]).mean()
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(list(parameters(trainable)), 5.0)

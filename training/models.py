@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from indexer.encoders.mini import MiniClap, MiniConfig, SentenceEncoder, load_mini, minilm_dir, save_mini
-from indexer.errors import EncoderLoadError
+from indexer.errors import EncoderLoadError, SoundsearchError
 from indexer.types import FloatArray
 from indexer.windows import WindowSpec, repeat_pad, split_windows
 
@@ -46,6 +46,11 @@ class Trainable(Protocol):
     def text_embed(self, inputs: Any) -> torch.Tensor: ...
 
     def logit_scale(self) -> torch.Tensor: ...
+
+    def drift(self, features: torch.Tensor) -> torch.Tensor:
+        """Per clip, how far training has moved its embedding from the untrained model's (squared);
+        what `TrainConfig.anchor` penalises."""
+        ...
 
     def save(self, out_dir: Path, card: dict[str, Any]) -> None: ...
 
@@ -103,14 +108,19 @@ class MiniTrainable:
 
     def audio_embed(self, log_mel: torch.Tensor) -> torch.Tensor:
         if self.frozen_features:
-            return self.model.embed_features(log_mel[:, 0])  # [batch, 1 window, features]
+            return self.model.joint_audio(log_mel[:, 0])  # [batch, 1 window, features]
         return self.model.embed_log_mel(log_mel)
 
     def text_embed(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model.embed_sentence_vectors(inputs)
+        return self.model.joint_text(inputs)
 
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale.exp().clamp(max=100.0)
+
+    def drift(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.frozen_features:
+            raise SoundsearchError("anchoring needs a two-tower mini (its head's residual is the drift)")
+        return self.model.head(features[:, 0]).pow(2).sum(dim=1)
 
     def save(self, out_dir: Path, card: dict[str, Any]) -> None:
         save_mini(self.model, out_dir, card)
@@ -164,6 +174,9 @@ class ClapTrainable:
 
     def logit_scale(self) -> torch.Tensor:
         return self.model.logit_scale_a.exp().clamp(max=100.0)
+
+    def drift(self, features: torch.Tensor) -> torch.Tensor:
+        raise SoundsearchError("anchoring needs a two-tower mini; a CLAP model is fine-tuned end to end")
 
     def save(self, out_dir: Path, card: dict[str, Any]) -> None:
         from transformers import ClapFeatureExtractor

@@ -5,7 +5,9 @@ fetched with `apt-get download`, unpacked with `dpkg-deb -x`, its `copyright` fi
 and its sound effects (music, anthems, videos and most recorded speech left out) linked into
 `OUT/library/<split>/<package>/...`, so that a split is an ordinary folder `soundsearch index` can read.
 Sounds packed in archives are unpacked: Warzone 2100's `.wz` zips, OpenTTD's `opensfx.cat` (whose
-per-sound descriptions become the WAVs' embedded comments, the "BWF description" of this data).
+per-sound descriptions become the WAVs' embedded comments, the "BWF description" of this data). Colobot's
+numbered `soundNNN.wav` files are copied with the game's own description of each number as their comment
+(`training.colobot_sounds`).
 
 The split is by package: a test package is never seen in training, which is how a user's own library
 relates to the shipped model. `OUT/manifest.csv` lists every file with its package, split and licenses.
@@ -29,6 +31,7 @@ import soundfile as sf
 
 from indexer.formats import is_supported
 from storage.atomic import atomic_directory
+from training.colobot_sounds import COLOBOT_SOUNDS
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ PACKAGES: tuple[Package, ...] = (
     Package("warzone2100-data", "train", keep=r"audio/(sfx|multi|nexus|radclick)/"),
     Package("openttd-opensfx", "train"),
     Package("freecol", "train"),
-    Package("colobot-common-sounds", "train"),  # numbered names only: no caption, left out by the loader
+    # Numbered names only: the described copies written under `_unpacked/` (training.colobot_sounds) are kept.
+    Package("colobot-common-sounds", "train", keep=r"^/_unpacked/"),
     Package("neverball-data", "train"),  # ships no sound files (they live in another package)
     # Development (model selection): karts, engines, crashes, animals, weather.
     Package("supertuxkart-data", "dev", drop=r"/music/|_theme|Remix|Battle_Theme|rabbit_hole"),
@@ -55,6 +59,7 @@ PACKAGES: tuple[Package, ...] = (
     Package("freeciv-data", "test"),
 )
 
+_COLOBOT_SOUND = re.compile(r"^sound(\d{3})\.wav$")
 _LICENSE = re.compile(r"^License:\s*(.+)$", re.MULTILINE)
 _QUOTED = re.compile(r'"([^"]+)"')
 
@@ -81,7 +86,8 @@ def licenses(unpacked: Path, name: str) -> list[str]:
 
 
 def _unpack_archives(unpacked: Path) -> None:
-    """Sounds inside `.wz` zips and OpenTTD `.cat` files, written next to them under `_unpacked/`."""
+    """Sounds inside `.wz` zips and OpenTTD `.cat` files, and Colobot's described copies, written next to
+    them under `_unpacked/`."""
     out = unpacked / "_unpacked"
     if out.is_dir():
         return
@@ -95,16 +101,22 @@ def _unpack_archives(unpacked: Path) -> None:
                         dest.write_bytes(z.read(member))
         for cat in unpacked.rglob("*.cat"):
             for i, (description, wav) in enumerate(_cat_entries(cat.read_bytes())):
-                audio, rate = sf.read(io.BytesIO(wav), dtype="float32")
-                if not len(audio):
-                    continue
-                dest = tmp / cat.stem / f"{cat.stem}_{i:02d}.wav"
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with sf.SoundFile(
-                    str(dest), "w", samplerate=rate, channels=1 if audio.ndim == 1 else audio.shape[1]
-                ) as f:
-                    f.comment = description  # the WAV's INFO comment: what --captions-from-metadata reads
-                    f.write(audio)
+                _write_described(io.BytesIO(wav), description, tmp / cat.stem / f"{cat.stem}_{i:02d}.wav")
+        for numbered in unpacked.rglob("sound*.wav"):
+            number = _COLOBOT_SOUND.match(numbered.name)
+            if number and (told := COLOBOT_SOUNDS.get(int(number.group(1)))):
+                _write_described(numbered, told, tmp / "colobot" / numbered.name)
+
+
+def _write_described(source: io.BytesIO | Path, description: str, dest: Path) -> None:
+    """The sound as a WAV whose INFO comment (what --captions-from-metadata reads) is `description`."""
+    audio, rate = sf.read(source, dtype="float32")
+    if not len(audio):
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with sf.SoundFile(str(dest), "w", samplerate=rate, channels=1 if audio.ndim == 1 else audio.shape[1]) as f:
+        f.comment = description
+        f.write(audio)
 
 
 def _cat_entries(data: bytes) -> Iterator[tuple[str, bytes]]:
