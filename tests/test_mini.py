@@ -21,8 +21,8 @@ def mini() -> Encoder:
 
 def test_loads_offline_through_the_protocol(mini: Encoder) -> None:
     assert isinstance(mini, Encoder)
-    assert mini.model_id == "mini@4"  # the shipped weights' version is part of the id
-    assert (mini.sample_rate, mini.window_seconds, mini.dim) == (44_100, 10.0, 256)
+    assert mini.model_id == "mini@5"  # the shipped weights' version is part of the id
+    assert (mini.sample_rate, mini.window_seconds, mini.dim) == (44_100, 10.0, 256 + 512)
     assert load_encoder(mini.model_id).model_id == mini.model_id
     text = mini.embed_text(["rain on a tin roof", "a siren"])
     audio = mini.embed_audio([np.zeros(8_000, dtype=np.float32) + 0.01, np.ones(400_000, dtype=np.float32) * 0.1])
@@ -57,7 +57,7 @@ def test_vectors_of_other_mini_weights_are_refused(mini: Encoder, tmp_path: Path
 
 
 def test_ships_the_pretrained_tower_in_half_precision(mini: Encoder) -> None:
-    """mini@4 carries the aiSFX CNN (4.7 M weights, fp16 on disk) beside the mini@2 CNN; the files stay small."""
+    """mini@5 carries the aiSFX CNN (4.7 M weights, fp16 on disk) beside the mini@2 CNN; the files stay small."""
     from safetensors import safe_open
 
     from indexer.encoders.mini import WEIGHTS_DIR, MiniEncoder
@@ -71,7 +71,7 @@ def test_ships_the_pretrained_tower_in_half_precision(mini: Encoder) -> None:
 
 
 def test_the_shipped_captioner_runs_on_the_shipped_mini(mini: Encoder) -> None:
-    """The captioner attends to the CNN tower's frame tokens, which mini@4 carries unchanged from mini@2."""
+    """The captioner attends to the CNN tower's frame tokens, which mini@5 carries unchanged from mini@2."""
     from captioning.captioner import load_captioner
 
     clip = synthesize_clip(9_999, 0, foreground="siren", max_duration_s=5.0)

@@ -1,16 +1,19 @@
-"""Train the shipped `mini@4` (the recipe behind its model card).
+"""Train the shipped `mini@5` (the recipe behind its model card).
 
-mini@4 = mini@3's recipe with the aiSFX front end matched to the original code: the frozen aiSFX CNN
-(pretrained on commercial sound-effects libraries) + the frozen mini@2 CNN, their window features
-mapped by a trained head into the joint space of the frozen MiniLM text tower (whose projection is
-trained too). Training data: the synthetic library (seed 0, its captions and
-class keywords) and the real recorded sounds of the train/dev packages (`training.real_sounds`) with weak
-captions from their own metadata (`training.data.load_pairs(..., captions_from_metadata=True)`).
-Tower features are computed once per clip into a cache; epochs then only run the head (seconds each).
+mini@5 = mini@4's towers and head: the frozen aiSFX CNN (pretrained on commercial sound-effects libraries)
++ the frozen mini@2 CNN, their window features mapped by a trained head into the joint space of the
+frozen MiniLM text tower. What changed from mini@4: the synthetic clips are *anchored* (`--anchor`: the
+head's residual on them is penalised, so the synthetic classes stay where mini@2 put them), 1000 synthetic
+clips instead of 500, Colobot's sounds join the real training data (captioned from the game's sound
+table), and the audio vectors carry the acoustic block (`--acoustic-share`) for search by example.
+Training data: the synthetic library (seed 0, its captions and class keywords) and the real recorded
+sounds of the train/dev packages (`training.real_sounds`) with weak captions from their own metadata
+(`training.data.load_pairs(..., captions_from_metadata=True)`). Tower features are computed once per clip
+into a cache; epochs then only run the head (seconds each).
 
 Run: .venv/bin/python -m training.real_sounds --out /work/data/real
-     .venv/bin/python -m training.build_mini3 --real /work/data/real --aisfx AISFX_CHECKPOINT --out build/mini3
-then copy build/mini3/best/mini.* into indexer/encoders/weights/.
+     .venv/bin/python -m training.build_mini3 --real /work/data/real --aisfx AISFX_CHECKPOINT --out build/mini5 --final
+then copy build/mini5/best/mini.* into indexer/encoders/weights/.
 """
 
 from __future__ import annotations
@@ -43,13 +46,17 @@ from training.data import Pair, load_pairs
 from training.loop import FeatureCache, TrainConfig, clip_features, decode_pair, train
 from training.models import MiniTrainable
 
+# What the cached features depend on (the frozen towers and their front ends), not the head's version:
+# a head retrained on the same towers reuses the cache.
+TOWERS = "aisfx 0.1.2 (mini@4 front end) + mini@2 CNN"
+
 
 def initial_model(aisfx_checkpoint: Path, cnn_from: Path) -> MiniClap:
     """A two-tower mini: aiSFX weights from its package's checkpoint, the CNN tower from a mini folder."""
     cnn = load_mini(cnn_from, device="cpu").model
     settings = cnn.cfg.to_json()
     settings.update(
-        sample_rate=SAMPLE_RATE, cnn_rate=cnn.cfg.cnn_sr, audio_tower="aisfx+cnn", model_id="mini@4", card={}
+        sample_rate=SAMPLE_RATE, cnn_rate=cnn.cfg.cnn_sr, audio_tower="aisfx+cnn", model_id="mini@5", card={}
     )
     model = MiniClap(MiniConfig.from_json(settings))
     model.audio.load_state_dict(cnn.audio.state_dict())
@@ -84,18 +91,18 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=Path("/work/data/real"))
     parser.add_argument("--aisfx", type=Path, required=True, help="aisfx/models/checkpoint.pth of aisfx 0.1.2")
     parser.add_argument("--cnn-from", type=Path, default=WEIGHTS_DIR, help="mini folder whose CNN tower is kept")
-    parser.add_argument("--clips", type=int, default=500)
+    parser.add_argument("--clips", type=int, default=1000)
     parser.add_argument(
         "--synth-seconds", type=float, default=5.0, help="synthetic clips cut to this (the aiSFX tower's CPU time)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--freeze-text", action="store_true", help="keep mini@2's text projection")
+    parser.add_argument("--train-text", action="store_true", help="train the text projection (default: mini@2's)")
     parser.add_argument(
-        "--anchor", type=float, default=10.0, help="penalty on the head's residual for synthetic clips (0: none)"
+        "--anchor", type=float, default=100.0, help="penalty on the head's residual for synthetic clips (0: none)"
     )
     parser.add_argument(
         "--acoustic-share",
@@ -103,11 +110,11 @@ def main() -> None:
         default=0.5,
         help="share of each audio vector given to the aiSFX tower's own view (search by example); 0: none",
     )
-    parser.add_argument("--real-weight", type=int, default=3, help="how many times each real clip is shown per epoch")
+    parser.add_argument("--real-weight", type=int, default=1, help="how many times each real clip is shown per epoch")
     parser.add_argument("--final", action="store_true", help="train on train+dev, validate on dev (final fit)")
     parser.add_argument("--features-only", choices=("real", "synth"), help="fill the feature cache and stop")
     parser.add_argument("--cache", type=Path, default=Path("/work/data/features"))
-    parser.add_argument("--out", type=Path, default=Path("build/mini3"))
+    parser.add_argument("--out", type=Path, default=Path("build/mini5"))
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -116,10 +123,8 @@ def main() -> None:
 
     model = initial_model(args.aisfx, args.cnn_from)
     trainable = MiniTrainable(model, SentenceEncoder(minilm_dir(), torch.device("cpu")))
-    real_cache = FeatureCache(args.cache / "real.pt", model.cfg.model_id)
-    synth_cache = FeatureCache(
-        args.cache / f"synth-{args.seed}-{args.clips}-{args.synth_seconds:g}s.pt", model.cfg.model_id
-    )
+    real_cache = FeatureCache(args.cache / "real.pt", TOWERS)
+    synth_cache = FeatureCache(args.cache / f"synth-{args.seed}-{args.clips}-{args.synth_seconds:g}s.pt", TOWERS)
     if args.features_only == "real":
         everything = real_pairs(args.real, ("train", "dev", "test"))
         clip_features(trainable, everything, say, decode_pair, real_cache)
@@ -148,7 +153,7 @@ def main() -> None:
     source: Callable[[Pair, int], np.ndarray] = lambda p, sr: (  # noqa: E731
         synth_source(p, sr) if str(p.path).startswith("synth:") else decode_pair(p, sr)
     )
-    if args.freeze_text:
+    if not args.train_text:
         model.text_projection.requires_grad_(False)
     cfg = TrainConfig(
         epochs=args.epochs,

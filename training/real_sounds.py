@@ -1,4 +1,4 @@
-"""Real recorded sound effects from Debian game-data packages: the training and test data of `mini@3` and `mini@4`.
+"""Real recorded sound effects from Debian game-data packages: the training and test data of `mini@3`..`mini@5`.
 
 Reproducible in one command (`python -m training.real_sounds --out /work/data/real`): each package is
 fetched with `apt-get download`, unpacked with `dpkg-deb -x`, its `copyright` file's licenses recorded,
