@@ -22,6 +22,7 @@ import torch
 
 from indexer.encoders.base import normalise
 from indexer.encoders.mini import load_mini
+from training.build_mini3 import TOWERS
 from training.data import Pair, load_pairs
 from training.evaluate_real import text_metrics
 from training.loop import FeatureCache, TrainConfig, clip_features, train
@@ -55,7 +56,7 @@ def run(root: Path, init: Path | None, cache_path: Path, out: Path, by: str, see
     train_pairs, test_pairs = split(pairs, 0.7, by, seed)
     encoder = load_mini(init, device="cpu")
     trainable = MiniTrainable(encoder.model, encoder.sentences)
-    cache = FeatureCache(cache_path, trainable.model_id)
+    cache = FeatureCache(cache_path, TOWERS)  # the frozen towers' features: shared with build_mini3
     test_features = clip_features(trainable, test_pairs, cache=cache)
     before = search_metrics(trainable, test_features, test_pairs)
     cfg = TrainConfig(epochs=epochs, batch_size=32, lr=3e-4, warmup_steps=5, seed=seed, val_fraction=0.15)
