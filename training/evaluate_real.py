@@ -10,6 +10,9 @@
 Models: any `load_encoder` spec, or `aisfx` (the pretrained tower alone: mean+max of its block vectors)
 and `random` (the same architecture with random weights), which have no text side.
 
+`--through-engine` measures the same through the product instead of pooled vectors: the library indexed
+into a throwaway catalog, text in vector mode, search by example window against window (`Engine.similar`).
+
 Run: .venv/bin/python -m training.evaluate_real --library /work/data/real/library/test --model mini
 """
 
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,14 +78,19 @@ def _encoder(spec: str) -> Encoder | TowerOnly:
 
 
 def text_metrics(audio: FloatArray, text: FloatArray, relevant: list[np.ndarray]) -> dict[str, float]:
-    order = np.argsort(-(text @ audio.T), axis=1, kind="stable")
+    return ranking_metrics(list(np.argsort(-(text @ audio.T), axis=1, kind="stable")), relevant)
+
+
+def ranking_metrics(rankings: list[np.ndarray], relevant: list[np.ndarray]) -> dict[str, float]:
+    """R@1/5/10 and mAP@10 of each query's ranked file indices (at least its first 10)."""
     out: dict[str, float] = {}
-    hits = [np.isin(order[q], rel) for q, rel in enumerate(relevant)]
+    hits = [np.isin(order, rel) for order, rel in zip(rankings, relevant, strict=True)]
     for k in (1, 5, 10):
         out[f"R@{k}"] = float(np.mean([h[:k].any() for h in hits]))
     aps = []
     for h, rel in zip(hits, relevant, strict=True):
-        top = h[:10]
+        top = np.zeros(10, dtype=bool)
+        top[: min(10, len(h))] = h[:10]
         precision = np.cumsum(top) / np.arange(1, 11)
         aps.append(float((precision * top).sum() / min(len(rel), 10)))
     out["mAP@10"] = float(np.mean(aps))
@@ -89,45 +99,103 @@ def text_metrics(audio: FloatArray, text: FloatArray, relevant: list[np.ndarray]
 
 def family_map(audio: FloatArray, family: list[str]) -> tuple[float, int]:
     """Mean AP of each file's family among all other files, over files with at least one sibling."""
-    fam = np.array(family)
     sims = audio @ audio.T
+    rankings = {}
+    for i in range(len(family)):
+        order = np.argsort(-sims[i], kind="stable")
+        rankings[i] = order[order != i]
+    return family_ranking_map(rankings, family)
+
+
+def family_ranking_map(rankings: dict[int, np.ndarray], family: list[str]) -> tuple[float, int]:
+    """Mean AP of each ranked file's family (every other file ranked), over files with a sibling."""
+    fam = np.array(family)
     aps = []
-    for i in range(len(fam)):
-        others = np.arange(len(fam)) != i
-        positives = (fam == fam[i])[others]
-        if not positives.any():
+    for i, order in rankings.items():
+        hits = fam[order] == fam[i]
+        if not hits.any():
             continue
-        order = np.argsort(-sims[i][others], kind="stable")
-        hits = positives[order]
         precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
         aps.append(float(precision[hits].mean()))
     return float(np.mean(aps)), len(aps)
 
 
-def evaluate(spec: str, library: Path, queries_file: Path = QUERIES) -> dict[str, Any]:
-    encoder = _encoder(spec)
+@dataclass(frozen=True)
+class RealSet:
+    library: Path
+    paths: list[Path]  # sorted
+    rel_paths: list[str]
+    family: list[str]
+    queries: list[str]
+    relevant: list[np.ndarray]  # per query, indices into `paths`
+
+
+def real_set(library: Path, queries_file: Path = QUERIES) -> RealSet:
     found, _ = walk_audio(library, confine_to=None)
     paths = sorted(Path(f.path) for f in found)
     rel_paths = [p.relative_to(library).as_posix() for p in paths]
-    clips = [load_audio(p, encoder.sample_rate).samples for p in paths]
-    audio = np.concatenate([encoder.embed_audio(clips[s : s + 16]) for s in range(0, len(clips), 16)])
     # A package is its own library: families never span packages (numbering restarts in each).
     family = [f"{p.split('/')[0]}:{weak_captions(library / p, library, EmbeddedText()).family}" for p in rel_paths]
-    qbe, n_qbe = family_map(audio, family)
-    report: dict[str, Any] = {
-        "model": encoder.model_id,
-        "files": len(paths),
-        "qbe_family_mAP": qbe,
-        "qbe_queries": n_qbe,
-    }
     doc = json.loads(queries_file.read_text())
     index = {p: i for i, p in enumerate(rel_paths)}
     queries = [q["query"] for q in doc["queries"]]
     relevant = [np.array([index[p] for p in q["relevant"]]) for q in doc["queries"]]
+    return RealSet(library, paths, rel_paths, family, queries, relevant)
+
+
+def evaluate(spec: str, data: RealSet) -> dict[str, Any]:
+    """Pooled file vectors ranked by cosine."""
+    encoder = _encoder(spec)
+    clips = [load_audio(p, encoder.sample_rate).samples for p in data.paths]
+    audio = np.concatenate([encoder.embed_audio(clips[s : s + 16]) for s in range(0, len(clips), 16)])
+    qbe, n_qbe = family_map(audio, data.family)
+    report: dict[str, Any] = {
+        "model": encoder.model_id,
+        "files": len(data.paths),
+        "qbe_family_mAP": qbe,
+        "qbe_queries": n_qbe,
+    }
     if not isinstance(encoder, TowerOnly):
-        report["text_to_audio"] = text_metrics(audio, encoder.embed_text(queries), relevant)
-        report["n_queries"] = len(queries)
+        report["text_to_audio"] = text_metrics(audio, encoder.embed_text(data.queries), data.relevant)
+        report["n_queries"] = len(data.queries)
     return report
+
+
+def evaluate_engine(spec: str, data: RealSet) -> dict[str, Any]:
+    """The product's path, as the HTTP API runs it: the library indexed by the indexing service into a
+    throwaway catalog, text queries in vector mode, and each family member's `similar` search (its
+    windows against every indexed window)."""
+    from indexer.pipeline import IndexOptions
+    from search.engine import Engine
+    from search.indexing import index_library
+    from storage.catalog import Catalog
+
+    with tempfile.TemporaryDirectory() as home:
+        with Catalog.open(home) as catalog:
+            encoder = catalog.load_encoder(spec, "cpu")
+            index_library(catalog, encoder, [data.library], options=IndexOptions(follow_links_outside=True))
+        engine = Engine.open(home)
+        try:
+            where = {p.as_posix(): i for i, p in enumerate(data.paths)}
+            n = len(data.paths)
+
+            def ranked(hits: list[Any]) -> np.ndarray:
+                return np.array([where[Path(h.path).as_posix()] for h in hits], dtype=np.int64)
+
+            text = [ranked(engine.search(q, k=10, mode="vector")) for q in data.queries]
+            siblings = {i for i, f in enumerate(data.family) if data.family.count(f) > 1}
+            by_example = {i: ranked(engine.similar(str(data.paths[i]), k=n - 1)) for i in sorted(siblings)}
+        finally:
+            engine.close()
+    qbe, n_qbe = family_ranking_map(by_example, data.family)
+    return {
+        "model": f"{encoder.model_id} (through the engine)",
+        "files": n,
+        "qbe_family_mAP": qbe,
+        "qbe_queries": n_qbe,
+        "text_to_audio": ranking_metrics(text, data.relevant),
+        "n_queries": len(data.queries),
+    }
 
 
 def main() -> None:
@@ -135,10 +203,13 @@ def main() -> None:
     parser.add_argument("--library", type=Path, default=Path("/work/data/real/library/test"))
     parser.add_argument("--model", action="append", help="a load_encoder spec, aisfx or random (repeatable)")
     parser.add_argument("--queries", type=Path, default=QUERIES)
+    parser.add_argument("--through-engine", action="store_true", help="index and search as the HTTP API does")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    reports = [evaluate(spec, args.library, args.queries) for spec in args.model or ["mini"]]
+    data = real_set(args.library, args.queries)
+    run = evaluate_engine if args.through_engine else evaluate
+    reports = [run(spec, data) for spec in args.model or ["mini"]]
     print("| model | text→audio R@1 | R@10 | mAP@10 | query-by-example family mAP |")
     print("|---|---|---|---|---|")
     for r in reports:
