@@ -177,14 +177,21 @@ class MiniClap(nn.Module):
         return nn.functional.normalize(self.audio(log_mel), dim=-1)
 
     @torch.no_grad()
+    def aisfx_blocks(self, windows: Sequence[FloatArray], device: torch.device) -> list[torch.Tensor]:
+        """Two-tower models: the pretrained tower's block vectors [blocks_i, 512] of each 44.1 kHz window
+        (`aisfx.block_centres_s` gives their times), all windows' blocks run as one batch."""
+        per_window = [
+            aisfx.blocks_of(self.aisfx_frontend(torch.from_numpy(np.ascontiguousarray(w)).to(device))) for w in windows
+        ]
+        if not per_window:
+            return []
+        return list(self.aisfx(torch.cat(per_window)).split([len(b) for b in per_window]))
+
+    @torch.no_grad()
     def window_features(self, windows: Sequence[FloatArray], device: torch.device) -> torch.Tensor:
         """Two-tower models: each window's frozen features [n, feature_dim] from 44.1 kHz audio."""
         cfg = self.cfg
-        pretrained = []
-        for w in windows:
-            blocks = aisfx.blocks_of(self.aisfx_frontend(torch.from_numpy(np.ascontiguousarray(w)).to(device)))
-            per_block = self.aisfx(blocks)
-            pretrained.append(torch.cat([per_block.mean(dim=0), per_block.amax(dim=0)]))
+        pretrained = [torch.cat([b.mean(dim=0), b.amax(dim=0)]) for b in self.aisfx_blocks(windows, device)]
         win = round(cfg.window_s * cfg.cnn_sr)
         low = np.stack([repeat_pad(resample(np.asarray(w), cfg.sample_rate, cfg.cnn_sr), win) for w in windows])
         cnn = self.embed_log_mel(self.frontend(torch.from_numpy(low).to(device)))
