@@ -40,7 +40,8 @@ def main() -> int:
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
-    from training.clips import rendered_clips
+    from indexer.audio import resample
+    from training.clips import SAMPLE_RATE, rendered_clips
 
     train = rendered_clips(0, args.train_clips, args.clip_cache, say=say)
     t0 = time.perf_counter()
@@ -57,7 +58,8 @@ def main() -> int:
     caption_s = time.perf_counter() - t1
 
     say(f"nearest-neighbour baseline over {len(train)} training clips ...")
-    train_emb = encoder.embed_audio([r[0] for r in train])
+    # The clip caches are 16 kHz; a two-tower mini runs at 44.1 kHz.
+    train_emb = encoder.embed_audio([resample(r[0], SAMPLE_RATE, sr) for r in train])
     test_emb = encoder.embed_audio(test_audio)
     nearest = np.argmax(test_emb @ train_emb.T, axis=1)
     baseline = [train[int(i)][1][0] for i in nearest]

@@ -1,8 +1,9 @@
 """Train the shipped offline captioner: `mini` encoder (frozen) + small decoder, on the synthetic library.
 
-Clips are synthesised in memory (`training.clips`) in worker processes and cached in blocks; training
-clips use seed 0 (the same caches `training.build_mini` writes, reused when present), validation clips
-seed 7, and the held-out benchmark library seed 2026, so no clip is shared.
+Clips are synthesised in memory (`training.clips`, 16 kHz) in worker processes and cached in blocks, and
+resampled to the encoder's rate (44.1 kHz for a two-tower mini); training clips use seed 0 (the same caches
+`training.build_mini` writes, reused when present), validation clips seed 7, and the held-out benchmark
+library seed 2026, so no clip is shared.
 
 Run:  .venv/bin/python -m captioning.build_default --out build/captioner --install
 then: .venv/bin/python -m benchmarks.eval_captioner --data /work/data/heldout --update-card
@@ -16,10 +17,11 @@ import sys
 from pathlib import Path
 
 from captioning.data import CaptionClip
-from captioning.features import feature_extractor
+from captioning.features import MiniTowers, feature_extractor
 from captioning.model import DecodeConfig
 from captioning.store import MODEL_FILE, WEIGHTS_DIR
 from captioning.train import CaptionTrainConfig, train_captioner
+from indexer.audio import resample
 from training.clips import SAMPLE_RATE, rendered_clips
 
 
@@ -43,8 +45,6 @@ def main() -> int:
     from indexer.encoders.registry import load_encoder
 
     extractor = feature_extractor(load_encoder(args.encoder))
-    if extractor.sample_rate != SAMPLE_RATE:
-        raise SystemExit(f"{args.encoder} runs at {extractor.sample_rate} Hz; the clip caches are {SAMPLE_RATE} Hz")
     say(f"training clips (seed 0): {args.clips}, validation clips (seed 7): {args.val_clips}")
     train = rendered_clips(0, args.clips, args.clip_cache, workers=args.workers, say=say)
     val = rendered_clips(7, args.val_clips, args.clip_cache, workers=args.workers, say=say)
@@ -62,10 +62,16 @@ def main() -> int:
         max_windows=1,  # synthetic clips are at most 10 s: one window
         val_decode=DecodeConfig(num_beams=3, no_repeat_ngram_size=2, min_length=3, max_length=24),
     )
+    tokens = "mini's CNN tower frame tokens (frozen, 15 x 128 per 10 s)"
+    if isinstance(extractor, MiniTowers):
+        tokens = (
+            "mini's frozen towers: CNN frame tokens (15 x 128 per 10 s), each with the aiSFX vector (512) of the "
+            "2.3 s block nearest in time"
+        )
     card = {
         "name": "soundsearch offline captioner",
-        "architecture": "mini audio tower frame tokens (frozen, 15 x 128 per 10 s) -> 2-layer MLP mapping -> "
-        "3-layer BART-style decoder (d=256, from scratch, word-level vocabulary from the training captions)",
+        "architecture": f"{tokens} -> 2-layer MLP mapping -> 3-layer BART-style decoder (d=256, from scratch, "
+        "word-level vocabulary from the training captions)",
         "training_data": f"{len(train_clips)} synthetic clips (evaluation.synth, seed 0, up to 10 s, 5 captions each)",
         "validation_data": f"{len(val_clips)} synthetic clips (seed 7); best epoch by CIDEr-D (SPICE unavailable)",
         "intended_use": "offline captions for the demo and as a searchable description; not a general captioner",
@@ -80,7 +86,7 @@ def main() -> int:
         val_clips,
         args.out,
         cfg,
-        source=lambda key, sr: audio[key],
+        source=lambda key, sr: resample(audio[key], SAMPLE_RATE, sr),
         progress=say,
         card=card,
     )

@@ -2,7 +2,11 @@
 
 One small interface, one implementation per encoder family:
 
-- `MiniFrames` (`MiniEncoder`): the audio tower's frame tokens before pooling, [n, 15, 128] per 10 s window.
+- `MiniFrames` (one-tower `MiniEncoder`, mini@2): the CNN tower's frame tokens before pooling, [n, 15, 128]
+  per 10 s window.
+- `MiniTowers` (two-tower `MiniEncoder`, mini@3 and later): each CNN frame token with the pretrained aiSFX
+  tower's vector of the 2.3 s block nearest to it in time, [n, 15, 128 + 512]; frozen towers only, never
+  the trained head, so a head retrained on the same towers leaves the tokens as they are.
 - `ClapPatches` (`ClapEncoder`, HF and converted LAION checkpoints): HTSAT's last hidden state, its
   frequency x time patch grid flattened to tokens, [n, F'*T', hidden].
 - `PooledVector` (anything else): the pooled, normalised embedding as a one-token memory.
@@ -73,6 +77,60 @@ class MiniFrames:
         return self.encoder.model.audio
 
 
+class MiniTowers:
+    """Two-tower `mini`: CNN frame tokens, each with the aiSFX block vector covering its moment.
+
+    Both towers are frozen in a two-tower mini and stay so here: the tokens are what the encoder's towers
+    compute, for any head trained on them. Fine-tuning is refused (`train_captioner` raises), since it
+    would need the CNN unfrozen in a model whose head was trained on its frozen output.
+    """
+
+    fine_tunable = False
+
+    def __init__(self, encoder: Encoder) -> None:
+        from indexer.encoders import aisfx
+        from indexer.encoders.mini import MiniEncoder
+
+        if not isinstance(encoder, MiniEncoder) or not encoder.model.cfg.two_towers:
+            raise TypeError(f"MiniTowers needs a two-tower MiniEncoder, got {encoder.model_id!r}")
+        self.encoder = encoder
+        self.model_id = encoder.model_id
+        self.sample_rate = encoder.sample_rate
+        self.window_seconds = encoder.window_seconds
+        cfg = encoder.model.cfg
+        self.dim = cfg.channels[-1] + aisfx.DIM
+        # A frame token pools 2^blocks log-mel frames (one 2x time pooling per conv block); its centre, in s.
+        per_token = 2 ** len(cfg.channels)
+        self._token_centres_s = (
+            (torch.arange(cfg.frames // per_token, dtype=torch.float64) * per_token + (per_token - 1) / 2)
+            * cfg.hop_length
+            / cfg.cnn_sr
+        )
+
+    def inputs(self, windows: Sequence[FloatArray]) -> torch.Tensor:
+        from indexer.encoders import aisfx
+
+        model, device = self.encoder.model, self.encoder.device
+        with torch.inference_mode():
+            frames = model.audio.frame_features(self.encoder.log_mel(windows))  # [n, t, 128]
+            blocks = model.aisfx_blocks(windows, device)
+            aligned = []
+            for w, vectors in zip(windows, blocks, strict=True):
+                # The CNN sees a short window repeat-padded: a token past its end hears the clip from the start.
+                seconds = max(len(w), 1) / self.sample_rate
+                times = torch.remainder(self._token_centres_s, seconds)
+                nearest = (times[:, None] - aisfx.block_centres_s(len(w))[None, :]).abs().argmin(dim=1)
+                aligned.append(vectors[nearest.to(device)])
+            out = torch.cat([frames, torch.stack(aligned)], dim=2)
+        return out.clone()  # clone: an inference tensor cannot enter autograd (the mapper's)
+
+    def tokens(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs
+
+    def module(self) -> nn.Module | None:
+        return None
+
+
 class ClapPatches:
     """HF `ClapModel` (HTSAT): the audio encoder's last hidden state, patch grid flattened to tokens."""
 
@@ -135,7 +193,7 @@ def feature_extractor(encoder: Encoder) -> FeatureExtractor:
 
     inner = getattr(encoder, "inner", encoder)  # the server's LockedEncoder wraps the real one
     if isinstance(inner, MiniEncoder):
-        return MiniFrames(inner)
+        return MiniTowers(inner) if inner.model.cfg.two_towers else MiniFrames(inner)
     if isinstance(inner, ClapEncoder):
         return ClapPatches(inner)
     return PooledVector(encoder)

@@ -20,7 +20,7 @@ import torch
 from captioning.captioner import Captioner, load_captioner
 from captioning.data import CaptionClip, load_caption_data
 from captioning.errors import CaptioningError
-from captioning.features import PooledVector, feature_extractor
+from captioning.features import MiniFrames, MiniTowers, PooledVector, feature_extractor
 from captioning.metrics import caption_metrics
 from captioning.model import GREEDY, DecodeConfig
 from captioning.spice import CORENLP_JARS, download_corenlp, locate_spice
@@ -43,6 +43,16 @@ def tiny_mini(window_s: float = 2.0) -> MiniEncoder:
         sample_rate=SR, window_s=window_s, n_fft=256, hop_length=128, f_max=4000, channels=(4, 8), embed_dim=16
     )
     # No text tower: the captioner only uses the audio side.
+    return MiniEncoder(MiniClap(cfg), types.SimpleNamespace(device=torch.device("cpu")))  # type: ignore[arg-type]
+
+
+def tiny_two_tower_mini(window_s: float = 2.0) -> MiniEncoder:
+    """mini@3's architecture in miniature: a random aiSFX tower at 44.1 kHz beside a two-block CNN at 8 kHz."""
+    torch.manual_seed(0)
+    cfg = MiniConfig(
+        sample_rate=44_100, cnn_rate=SR, audio_tower="aisfx+cnn", window_s=window_s, n_fft=256, hop_length=128,
+        f_max=4000, channels=(4, 8), embed_dim=16,
+    )  # fmt: skip
     return MiniEncoder(MiniClap(cfg), types.SimpleNamespace(device=torch.device("cpu")))  # type: ignore[arg-type]
 
 
@@ -172,6 +182,73 @@ def test_feature_extractors_give_token_sequences(tiny_clap_dir: Path) -> None:
     pooled = feature_extractor(Pooled())  # type: ignore[arg-type]
     assert isinstance(pooled, PooledVector) and not pooled.fine_tunable
     assert pooled.tokens(pooled.inputs([np.zeros(10, np.float32)])).shape == (1, 1, 5)
+
+
+def test_two_tower_mini_tokens_carry_both_frozen_towers_aligned_in_time() -> None:
+    """Each CNN frame token is joined by the aiSFX vector of the 2.3 s block nearest to it; the head (which a
+    retrained mini replaces) plays no part, the pretrained tower does."""
+    from indexer.encoders import aisfx
+
+    assert isinstance(feature_extractor(tiny_mini()), MiniFrames)  # one tower: unchanged
+    encoder = tiny_two_tower_mini(window_s=6.0)
+    extractor = feature_extractor(encoder)
+    assert isinstance(extractor, MiniTowers) and extractor.dim == 8 + aisfx.DIM
+    assert not extractor.fine_tunable and extractor.module() is None
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 44_100) / 44_100
+    # 3 s of noise then 3 s of a tone: the first and last blocks hear different sounds.
+    window = np.concatenate([0.3 * rng.standard_normal(len(t)), 0.3 * np.sin(2 * np.pi * 440 * t)]).astype(np.float32)
+    short = window[:44_100]
+    tokens = extractor.tokens(extractor.inputs([window, short]))
+    assert tokens.shape == (2, 94, 8 + aisfx.DIM)  # 6 s at 8 kHz, hop 128: 376 frames, two 2x poolings → 94
+    with torch.no_grad():
+        frames = encoder.model.audio.frame_features(encoder.log_mel([window, short]))
+    torch.testing.assert_close(tokens[..., :8], frames)
+    blocks = encoder.model.aisfx_blocks([window, short], torch.device("cpu"))
+    assert len(blocks[0]) == 5 and len(blocks[1]) == 1  # 6 s: blocks at a half-block hop; 1 s: one padded block
+    torch.testing.assert_close(tokens[0, 0, 8:], blocks[0][0])
+    torch.testing.assert_close(tokens[0, -1, 8:], blocks[0][-1])
+    assert not torch.allclose(blocks[0][0], blocks[0][-1])
+    torch.testing.assert_close(tokens[1, :, 8:], blocks[1][0].expand(94, -1))  # repeat-padded: one block throughout
+
+    with torch.no_grad():
+        for p in encoder.model.head.parameters():
+            p.add_(1.0)
+        encoder.model.text_projection.weight.mul_(-1.0)
+    torch.testing.assert_close(extractor.tokens(extractor.inputs([window])), tokens[:1], rtol=0, atol=0)
+    with torch.no_grad():
+        encoder.model.aisfx.conv_block4.conv2.weight.mul_(2.0)
+    assert not torch.allclose(extractor.tokens(extractor.inputs([window]))[..., 8:], tokens[:1, :, 8:])
+
+
+def test_captioner_on_two_tower_tokens_trains_loads_and_captions(tmp_path: Path) -> None:
+    """Trained on the two towers' tokens, saved, loaded by `load_captioner` beside a mini whose head was
+    retrained (same towers): the same captions. Fine-tuning the frozen towers is refused."""
+    from dataclasses import replace
+
+    from indexer.audio import resample
+
+    clips, audio = toy_clips(12)
+    extractor = feature_extractor(tiny_two_tower_mini())
+    cfg = replace(SMALL_CFG, epochs=2)
+    with pytest.raises(CaptioningError, match="no trainable audio module"):
+        train_captioner(
+            extractor, "mini", "small", clips[:8], clips[8:], tmp_path / "ft", replace(cfg, fine_tune_encoder=True)
+        )
+    result = train_captioner(
+        extractor, "mini", "small", clips[:8], clips[8:], tmp_path / "run", cfg,
+        source=lambda k, sr: resample(audio[k], SR, sr),
+    )  # fmt: skip
+    spec = json.loads((result.best_dir / "captioner.json").read_text())["spec"]
+    assert spec["feature_dim"] == 8 + 512 and not spec["fine_tuned_encoder"]
+    test = [resample(audio[c.key], SR, 44_100) for c in clips[8:]]
+    captions = load_captioner(result.best_dir, encoder=tiny_two_tower_mini()).caption_clips(test)
+    assert all(isinstance(c, str) and c for c in captions)
+    retrained = tiny_two_tower_mini()
+    with torch.no_grad():
+        for p in retrained.model.head.parameters():
+            p.normal_()
+    assert load_captioner(result.best_dir, encoder=retrained).caption_clips(test) == captions
 
 
 # --- training and decoding -------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def test_ships_the_pretrained_tower_in_half_precision(mini: Encoder) -> None:
 
 
 def test_the_shipped_captioner_runs_on_the_shipped_mini(mini: Encoder) -> None:
-    """The captioner attends to the CNN tower's frame tokens, which mini@5 carries unchanged from mini@2."""
+    """The shipped captioner attends to both of mini's frozen towers (CNN frame tokens + aiSFX block vectors)."""
     from captioning.captioner import load_captioner
 
     clip = synthesize_clip(9_999, 0, foreground="siren", max_duration_s=5.0)

@@ -43,7 +43,11 @@ def register(sub: Any) -> None:
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=None, help="default: 5e-4 from scratch, 5e-5 for a pretrained decoder")
-    t.add_argument("--fine-tune-encoder", action="store_true", help="train the audio encoder too (lr 2e-5)")
+    t.add_argument(
+        "--fine-tune-encoder",
+        action="store_true",
+        help="train the audio encoder too (lr 2e-5); not a two-tower mini, whose towers stay frozen",
+    )
     t.add_argument("--max-windows", type=int, default=3, help="10 s windows of a clip the model sees (default 3)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--skip-missing", action="store_true", help="train on the clips whose audio exists")

@@ -91,11 +91,22 @@ def blocks_of(log_mel: torch.Tensor) -> torch.Tensor:
     frames = log_mel.shape[0]
     if frames < BLOCK_FRAMES:
         log_mel = F.pad(log_mel, (0, 0, 0, BLOCK_FRAMES - frames))
-        frames = BLOCK_FRAMES
+    return torch.stack([log_mel[s : s + BLOCK_FRAMES] for s in _block_starts(frames)])
+
+
+def _block_starts(frames: int) -> list[int]:
+    frames = max(frames, BLOCK_FRAMES)
     starts = list(range(0, frames - BLOCK_FRAMES + 1, BLOCK_HOP))
     if starts[-1] + BLOCK_FRAMES < frames:
         starts.append(frames - BLOCK_FRAMES)
-    return torch.stack([log_mel[s : s + BLOCK_FRAMES] for s in starts])
+    return starts
+
+
+def block_centres_s(n_samples: int) -> torch.Tensor:
+    """Centre time (seconds) of each of `blocks_of`'s blocks for a waveform of `n_samples` at 44.1 kHz."""
+    frames = 1 + n_samples // HOP  # torch.stft with center=True: frame i is centred on sample i * HOP
+    starts = torch.tensor(_block_starts(frames), dtype=torch.float64)
+    return (starts + (BLOCK_FRAMES - 1) / 2) * HOP / SAMPLE_RATE
 
 
 def checkpoint_state(path: str) -> dict[str, torch.Tensor]:

