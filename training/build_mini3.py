@@ -177,7 +177,8 @@ def main() -> None:
     )
     if args.acoustic_share > 0:
         best = load_mini(args.out / "best", device="cpu")
-        features = torch.cat(clip_features(trainable, pairs, None, source, cache))
+        # Each training clip once (a real clip shown several times per epoch would weigh more), from the cache.
+        features = torch.cat(clip_features(trainable, list(dict.fromkeys(pairs)), None, source, cache))
         block_max = features[:, aisfx.DIM : 2 * aisfx.DIM]
         save_mini(with_acoustic_block(best.model, block_max, args.acoustic_share), args.out / "best")
         say(f"acoustic block (share {args.acoustic_share}) standardised on {len(features)} training windows")

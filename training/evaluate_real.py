@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,7 +184,8 @@ def evaluate_engine(spec: str, data: RealSet) -> dict[str, Any]:
                 return np.array([where[Path(h.path).as_posix()] for h in hits], dtype=np.int64)
 
             text = [ranked(engine.search(q, k=10, mode="vector")) for q in data.queries]
-            siblings = {i for i, f in enumerate(data.family) if data.family.count(f) > 1}
+            members = Counter(data.family)
+            siblings = {i for i, f in enumerate(data.family) if members[f] > 1}
             by_example = {i: ranked(engine.similar(str(data.paths[i]), k=n - 1)) for i in sorted(siblings)}
         finally:
             engine.close()

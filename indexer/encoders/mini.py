@@ -291,9 +291,8 @@ def with_acoustic_block(model: MiniClap, block_max: torch.Tensor, share: float) 
     if not model.cfg.two_towers or not 0 < share < 1:
         raise ValueError("the acoustic block needs a two-tower mini and a share between 0 and 1")
     out = MiniClap(replace(model.cfg, acoustic_share=share))
-    out.load_state_dict(model.state_dict(), strict=False)
-    out.acoustic_mean.copy_(block_max.mean(dim=0))
-    out.acoustic_scale.copy_(block_max.std(dim=0).clamp(min=1e-3))
+    statistics = {"acoustic_mean": block_max.mean(dim=0), "acoustic_scale": block_max.std(dim=0).clamp(min=1e-3)}
+    out.load_state_dict(model.state_dict() | statistics)
     return out.eval()
 
 

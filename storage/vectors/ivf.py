@@ -173,6 +173,7 @@ class IvfFlatIndex(IvfIndex):
 
 class _IvfScalarQuantizer(IvfIndex):
     qtype: ClassVar[str]  # `faiss.ScalarQuantizer`'s QT_* name
+    bytes_per_dim: ClassVar[int]
 
     @classmethod
     def recognises(cls, index: Any) -> bool:
@@ -180,25 +181,23 @@ class _IvfScalarQuantizer(IvfIndex):
             faiss.ScalarQuantizer, cls.qtype
         )
 
+    @classmethod
+    def code_bytes(cls, spec: IndexSpec, dim: int) -> int:
+        return cls.bytes_per_dim * dim
+
 
 class IvfSqfp16Index(_IvfScalarQuantizer):
     kind = "ivf_sqfp16"
     codes = "SQfp16"
     qtype = "QT_fp16"
-
-    @classmethod
-    def code_bytes(cls, spec: IndexSpec, dim: int) -> int:
-        return 2 * dim
+    bytes_per_dim = 2
 
 
 class IvfSq8Index(_IvfScalarQuantizer):
     kind = "ivf_sq8"
     codes = "SQ8"
     qtype = "QT_8bit"
-
-    @classmethod
-    def code_bytes(cls, spec: IndexSpec, dim: int) -> int:
-        return dim
+    bytes_per_dim = 1
 
 
 def two_level_centroids(sample: FloatArray, nlist: int, niter: int = 10) -> FloatArray:
