@@ -37,10 +37,11 @@ def test_the_engine_path_ranks_as_the_pooled_vectors(tmp_path: Path) -> None:
     queries.write_text(
         json.dumps(
             {
+                "variant_groups": {"pkg-b": "different recordings per name"},
                 "queries": [
                     {"query": "a low hum", "relevant": ["pkg-a/sounds/hum_00.wav", "pkg-a/sounds/hum_01.wav"]},
                     {"query": "a bird chirping", "relevant": ["pkg-a/sounds/chirp_00.wav"]},
-                ]
+                ],
             }
         )
     )
@@ -51,9 +52,12 @@ def test_the_engine_path_ranks_as_the_pooled_vectors(tmp_path: Path) -> None:
     model = save_mini(MiniClap(cfg), tmp_path / "model")
     data = real_set(library, queries)
     assert len(data.paths) == 12 and len(set(data.family)) == 5  # hum in two packages: two families
+    assert data.takes.tolist() == [True] * 7 + [False] * 5  # pkg-b's names are variant groups
 
     pooled, engine = evaluate(str(model), data), evaluate_engine(str(model), data)
 
     assert pooled["qbe_queries"] == engine["qbe_queries"] == 12
+    assert pooled["qbe_takes_queries"] == engine["qbe_takes_queries"] == 7
     assert engine["qbe_family_mAP"] == pooled["qbe_family_mAP"]
+    assert engine["qbe_takes_mAP"] == pooled["qbe_takes_mAP"]
     assert engine["text_to_audio"] == pooled["text_to_audio"]
