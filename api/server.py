@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -159,7 +160,8 @@ def serve(settings: Settings, *, reload: bool = False, **kwargs: Any) -> None:
         if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
             raise SoundsearchError("a server worker failed to start (its error is logged above)")
     else:
-        AddressedServer(config, factory).run()
+        with _signals_not_ignored():
+            AddressedServer(config, factory).run()
 
 
 class AddressedServer(uvicorn.Server):
@@ -191,6 +193,26 @@ class AddressedServer(uvicorn.Server):
         finally:
             if self.home is not None:
                 address.withdraw(self.home, os.getpid())
+
+
+@contextmanager
+def _signals_not_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM end the server the way they end any command (KeyboardInterrupt: the CLI's 130; death
+    by SIGTERM), even in a process that inherited them ignored, as a script's `soundsearch serve &` does.
+
+    uvicorn catches both while it serves, whatever the process had, shuts down, then re-raises each signal it
+    caught to the handler it found: an inherited SIG_IGN swallowed it and a Ctrl-C ended as a clean exit 0.
+    A handler a host installed is left alone: uvicorn hands the signal on to it.
+    """
+    meant = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    ignored = [sig for sig in meant if signal.getsignal(sig) is signal.SIG_IGN]
+    for sig in ignored:
+        signal.signal(sig, meant[sig])
+    try:
+        yield
+    finally:
+        for sig in ignored:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 @contextmanager
