@@ -204,10 +204,9 @@ def _signals_not_ignored() -> Iterator[None]:
     caught to the handler it found: an inherited SIG_IGN swallowed it and a Ctrl-C ended as a clean exit 0.
     A handler a host installed is left alone: uvicorn hands the signal on to it.
     """
-    meant = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
-    ignored = [sig for sig in meant if signal.getsignal(sig) is signal.SIG_IGN]
+    ignored = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is signal.SIG_IGN]
     for sig in ignored:
-        signal.signal(sig, meant[sig])
+        signal.signal(sig, signal.default_int_handler if sig is signal.SIGINT else signal.SIG_DFL)
     try:
         yield
     finally:
