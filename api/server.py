@@ -155,13 +155,25 @@ def serve(settings: Settings, *, reload: bool = False, **kwargs: Any) -> None:
     elif config.workers > 1:
         sock = config.bind_socket()
         with _published_when_ready(settings, sock):
-            supervisor = Multiprocess(config, sockets=[sock])
+            supervisor = Supervisor(config, sockets=[sock])
             supervisor.run()
         if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
             raise SoundsearchError("a server worker failed to start (its error is logged above)")
     else:
         with _signals_not_ignored():
             AddressedServer(config, factory).run()
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor of workers, told at once when a worker dies before it answers a health check."""
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        for worker in self.processes:
+            # The worker has its own copy of this end of the health-check pipe once started; the parent's
+            # copy kept the pipe open after the worker died, so a worker failing at startup (a missing model)
+            # was only noticed when its ping timed out, WORKER_HEALTHCHECK_S later. Closed, the ping reads EOF.
+            worker.child_conn.close()
 
 
 class AddressedServer(uvicorn.Server):
