@@ -2,17 +2,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pytest
 
-from api.cli import main
 from indexer.pipeline import index_paths
 from search.engine import Engine
 from search.query import Filters, QueryError
 from search.zeroshot import ZeroShotClassifier, classify_library, parse_labels
 from storage.catalog import Catalog
+from tests.conftest import run_cli
 from tests.planted import PlantedEncoder, noise, tone, write
 
 
@@ -222,19 +221,6 @@ def test_library_classification_uses_stored_vectors_and_saves_tags(engine: Engin
     catalog.close()
 
 
-class _Ran(NamedTuple):
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> _Ran:
-    """`soundsearch ARGS` in this process: the model loads once for the whole test, not once per command."""
-    code = main(list(args))
-    out = capsys.readouterr()
-    return _Ran(code, out.out, out.err)
-
-
 def test_cli_search_classify_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.conftest import tone_mix
 
@@ -245,27 +231,27 @@ def test_cli_search_classify_and_errors(tmp_path: Path, capsys: pytest.CaptureFi
         (lib / f"f{i}").mkdir(parents=True)
         sf.write(lib / f"f{i}" / f"GLAS_Break_Bottle_{i:02d}.wav", tone_mix(1.0 + i, 48_000, seed=i), 48_000)
     home = str(tmp_path / "home")
-    assert _cli(capsys, "index", str(lib), "--home", home, "--model", "tiny-random", "--json").returncode == 0
-    out = _cli(capsys, "search", "glass break", "--home", home, "--json", "-k", "3")
+    assert run_cli(capsys, "index", str(lib), "--home", home, "--model", "tiny-random", "--json").returncode == 0
+    out = run_cli(capsys, "search", "glass break", "--home", home, "--json", "-k", "3")
     assert out.returncode == 0, out.stderr
     hits = json.loads(out.stdout)
     assert len(hits) == 3 and {"path", "score", "start_s", "end_s", "file_id"} <= hits[0].keys()
     assert {"audio_score", "matched_terms"} <= hits[0].keys()
-    out = _cli(capsys, "search", "bottle", "--home", home, "-k", "1")  # a person's view: cosine and words, not RRF
+    out = run_cli(capsys, "search", "bottle", "--home", home, "-k", "1")  # a person's view: cosine and words, not RRF
     assert out.returncode == 0 and " audio · words: bottle " in out.stdout, out.stdout
-    out = _cli(capsys, "similar", str(hits[0]["file_id"]), "--home", home, "--json", "-k", "2")
+    out = run_cli(capsys, "similar", str(hits[0]["file_id"]), "--home", home, "--json", "-k", "2")
     assert out.returncode == 0 and str(hits[0]["path"]) not in out.stdout
-    out = _cli(capsys, "classify", "--library", "--labels", "glass, dog", "--save-as-tags", "--home", home, "--json")
+    out = run_cli(capsys, "classify", "--library", "--labels", "glass, dog", "--save-as-tags", "--home", home, "--json")
     assert out.returncode == 0, out.stderr
     assert all(p["labels"][0]["label"] in {"glass", "dog"} for p in json.loads(out.stdout))
-    tagged = json.loads(_cli(capsys, "search", "bottle", "--tag", "glass", "--home", home, "--json").stdout)
+    tagged = json.loads(run_cli(capsys, "search", "bottle", "--tag", "glass", "--home", home, "--json").stdout)
     assert all("glass" in h["tags"] for h in tagged)
     for bad in (
         ["search", "", "--home", home],
         ["classify", str(lib / "f0" / "GLAS_Break_Bottle_00.wav"), "--labels", "a,,b", "--home", home],
         ["similar", str(tmp_path / "missing.wav"), "--home", home],
     ):
-        result = _cli(capsys, *bad)
+        result = run_cli(capsys, *bad)
         assert result.returncode == 2 and "error:" in result.stderr, bad
 
 
