@@ -165,7 +165,8 @@ def serve(settings: Settings, *, reload: bool = False, **kwargs: Any) -> None:
 
 
 class Supervisor(Multiprocess):
-    """uvicorn's supervisor of workers, told at once when a worker dies before it answers a health check."""
+    """uvicorn's supervisor of workers, told at once when one of the workers it starts with dies, even before
+    that worker answers a health check (one it restarts later is uvicorn's own, as before)."""
 
     def init_processes(self) -> None:
         super().init_processes()
