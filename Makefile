@@ -20,6 +20,7 @@ $(UV):
 # `--compile-bytecode` writes the .pyc files at install (about 35 s on 2 cores): where Python may not write them
 # itself (PYTHONDONTWRITEBYTECODE, as on the CI machine; a read-only install), every process that imports torch
 # and transformers compiled them from source again, some 7 s of CPU per server, CLI run or decoder process.
+# (Not for the LAION environment below: its one test process imports far less than compiling everything costs.)
 $(STAMP): pyproject.toml uv.lock Makefile | $(UV)
 	$(UV) sync --locked --quiet --compile-bytecode
 	touch $@
@@ -42,8 +43,8 @@ test: $(STAMP)
 # Parity with the `laion_clap` package itself, in its own environment: laion-clap pins numpy<2, while the main
 # suite runs on numpy 2. Both are forks of the same uv.lock (pyproject.toml: [tool.uv] conflicts).
 LAION_VENV := .venv-laion
-$(LAION_VENV)/.installed: pyproject.toml uv.lock Makefile | $(UV)
-	UV_PROJECT_ENVIRONMENT=$(LAION_VENV) $(UV) sync --locked --quiet --compile-bytecode --no-default-groups --group laion
+$(LAION_VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(LAION_VENV) $(UV) sync --locked --quiet --no-default-groups --group laion
 	touch $@
 
 test-laion: $(LAION_VENV)/.installed
