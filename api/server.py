@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -154,12 +155,26 @@ def serve(settings: Settings, *, reload: bool = False, **kwargs: Any) -> None:
     elif config.workers > 1:
         sock = config.bind_socket()
         with _published_when_ready(settings, sock):
-            supervisor = Multiprocess(config, sockets=[sock])
+            supervisor = Supervisor(config, sockets=[sock])
             supervisor.run()
         if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
             raise SoundsearchError("a server worker failed to start (its error is logged above)")
     else:
-        AddressedServer(config, factory).run()
+        with _signals_not_ignored():
+            AddressedServer(config, factory).run()
+
+
+class Supervisor(Multiprocess):
+    """uvicorn's supervisor of workers, told at once when one of the workers it starts with dies, even before
+    that worker answers a health check (one it restarts later is uvicorn's own, as before)."""
+
+    def init_processes(self) -> None:
+        super().init_processes()
+        for worker in self.processes:
+            # The worker has its own copy of this end of the health-check pipe once started; the parent's
+            # copy kept the pipe open after the worker died, so a worker failing at startup (a missing model)
+            # was only noticed when its ping timed out, WORKER_HEALTHCHECK_S later. Closed, the ping reads EOF.
+            worker.child_conn.close()
 
 
 class AddressedServer(uvicorn.Server):
@@ -191,6 +206,25 @@ class AddressedServer(uvicorn.Server):
         finally:
             if self.home is not None:
                 address.withdraw(self.home, os.getpid())
+
+
+@contextmanager
+def _signals_not_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM end the server the way they end any command (KeyboardInterrupt: the CLI's 130; death
+    by SIGTERM), even in a process that inherited them ignored, as a script's `soundsearch serve &` does.
+
+    uvicorn catches both while it serves, whatever the process had, shuts down, then re-raises each signal it
+    caught to the handler it found: an inherited SIG_IGN swallowed it and a Ctrl-C ended as a clean exit 0.
+    A handler a host installed is left alone: uvicorn hands the signal on to it.
+    """
+    ignored = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) is signal.SIG_IGN]
+    for sig in ignored:
+        signal.signal(sig, signal.default_int_handler if sig is signal.SIGINT else signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        for sig in ignored:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -98,3 +99,23 @@ def tone_mix(duration_s: float, sample_rate: int, channels: int = 1, seed: int =
     x = sum(0.2 * np.sin(2 * np.pi * freqs[:, i : i + 1] * t) for i in range(3))
     x = x + noise * gen.standard_normal(x.shape)
     return np.ascontiguousarray(np.asarray(x, dtype=np.float32).T)
+
+
+class CliRun(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> CliRun:
+    """`soundsearch ARGS` in this process, as its entry point runs it: a test running several commands pays
+    for the interpreter, torch and the model once instead of once per command. argparse's usage errors
+    leave through SystemExit; its code is the exit status, as in a shell."""
+    from api.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out = capsys.readouterr()
+    return CliRun(code, out.out, out.err)

@@ -18,7 +18,7 @@ from indexer import load_encoder
 from indexer.encoders.base import Encoder
 from indexer.pipeline import index_paths
 from storage.catalog import Catalog, CatalogError
-from tests.conftest import tone_mix
+from tests.conftest import run_cli, tone_mix
 
 FORMATS = [("wav", "WAV", "PCM_16"), ("flac", "FLAC", "PCM_24"), ("ogg", "OGG", "VORBIS"), ("mp3", "MP3", None)]
 N_GOOD = 56
@@ -264,7 +264,9 @@ def test_reader_sees_consistent_results_while_indexer_writes(tmp_path: Path, lib
     reader.close()
 
 
-def test_cli_index_json_and_status(tmp_path: Path, library: Path, db_url: str | None) -> None:
+def test_cli_index_json_and_status(
+    tmp_path: Path, library: Path, db_url: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
     home = tmp_path / "home"
     out = subprocess.run(
         # the GPU's decoding setup, asked for on the CPU: the CLI runs under spawned decoder processes
@@ -287,18 +289,14 @@ def test_cli_index_json_and_status(tmp_path: Path, library: Path, db_url: str | 
     summary = json.loads(out.stdout)
     assert {"added", "updated", "unchanged", "moved", "removed", "failed", "segments", "seconds"} <= summary.keys()
     assert (summary["added"], summary["failed"]) == (N_GOOD, N_BROKEN)
-    status = json.loads(
-        subprocess.run(
-            _cli("status", "--home", str(home), "--json", "--failed", *_db_args(db_url)),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    # The reads need no decoder processes: in this process, without another interpreter's start.
+    status_run = run_cli(capsys, "status", "--home", str(home), "--json", "--failed", *_db_args(db_url))
+    assert status_run.returncode == 0, status_run.stderr
+    status = json.loads(status_run.stdout)
     assert (status["files"], status["failed"], status["model"]) == (N_GOOD, N_BROKEN, "tiny-random")
     assert status["segments"] == status["index_vectors"] == summary["segments"]
     assert len(status["failed_files"]) == N_BROKEN and all(f["error"] for f in status["failed_files"])
-    bad = subprocess.run(_cli("index", str(tmp_path / "missing"), "--home", str(home)), capture_output=True, text=True)
+    bad = run_cli(capsys, "index", str(tmp_path / "missing"), "--home", str(home))
     assert bad.returncode == 2 and "no such folder" in bad.stderr
 
 
@@ -438,26 +436,29 @@ def test_a_killed_decoder_process_fails_the_run_with_its_exit_code(tmp_path: Pat
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("soundsearch-decode")]
 
 
-def test_cli_memory_budget_picks_and_builds_a_smaller_index(tmp_path: Path, library: Path) -> None:
+def test_cli_memory_budget_picks_and_builds_a_smaller_index(
+    tmp_path: Path, library: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from storage.index_choice import choose_index
 
     home = tmp_path / "home"
     base = [str(library), "--home", str(home), "--model", "tiny-random", "--json"]
-    subprocess.run(_cli("index", *base), capture_output=True, text=True, check=True)
+    assert run_cli(capsys, "index", *base).returncode == 0
 
     def status() -> dict[str, object]:
-        out = subprocess.run(_cli("status", "--home", str(home), "--json"), capture_output=True, text=True, check=True)
+        out = run_cli(capsys, "status", "--home", str(home), "--json")
+        assert out.returncode == 0, out.stderr
         return json.loads(out.stdout)  # type: ignore[no-any-return]
 
     first = status()
     assert str(first["index_type"]).startswith("IDMap2,Flat") and first["index_recall_at_10"] == 1.0
     n, dim = int(first["segments"]), int(first["dim"])  # type: ignore[call-overload]
     budget = next(b for b in range(400_000, 1_000, -1_000) if choose_index(n, dim, b).kind == "ivf_sq8")
-    subprocess.run(_cli("index", *base, "--max-index-memory", str(budget)), capture_output=True, check=True)
+    assert run_cli(capsys, "index", *base, "--max-index-memory", str(budget)).returncode == 0
     second = status()
     assert "SQ8" in str(second["index_type"]) and second["index_memory_budget"] == budget
     assert isinstance(second["index_recall_at_10"], float) and f"budget {budget / 1000:.1f} KB" in str(
         second["index_reason"]
     )
-    bad = subprocess.run(_cli("index", *base, "--max-index-memory", "lots"), capture_output=True, text=True)
+    bad = run_cli(capsys, "index", *base, "--max-index-memory", "lots")
     assert bad.returncode == 2 and "not a size" in bad.stderr

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ from search.engine import Engine
 from search.query import Filters, QueryError
 from search.zeroshot import ZeroShotClassifier, classify_library, parse_labels
 from storage.catalog import Catalog
+from tests.conftest import run_cli
 from tests.planted import PlantedEncoder, noise, tone, write
 
 
@@ -222,11 +221,7 @@ def test_library_classification_uses_stored_vectors_and_saves_tags(engine: Engin
     catalog.close()
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "api.cli", *args], capture_output=True, text=True)
-
-
-def test_cli_search_classify_and_errors(tmp_path: Path) -> None:
+def test_cli_search_classify_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tests.conftest import tone_mix
 
     lib = tmp_path / "lib"
@@ -236,27 +231,27 @@ def test_cli_search_classify_and_errors(tmp_path: Path) -> None:
         (lib / f"f{i}").mkdir(parents=True)
         sf.write(lib / f"f{i}" / f"GLAS_Break_Bottle_{i:02d}.wav", tone_mix(1.0 + i, 48_000, seed=i), 48_000)
     home = str(tmp_path / "home")
-    assert _cli("index", str(lib), "--home", home, "--model", "tiny-random", "--json").returncode == 0
-    out = _cli("search", "glass break", "--home", home, "--json", "-k", "3")
+    assert run_cli(capsys, "index", str(lib), "--home", home, "--model", "tiny-random", "--json").returncode == 0
+    out = run_cli(capsys, "search", "glass break", "--home", home, "--json", "-k", "3")
     assert out.returncode == 0, out.stderr
     hits = json.loads(out.stdout)
     assert len(hits) == 3 and {"path", "score", "start_s", "end_s", "file_id"} <= hits[0].keys()
     assert {"audio_score", "matched_terms"} <= hits[0].keys()
-    out = _cli("search", "bottle", "--home", home, "-k", "1")  # a person's view: cosine and words, not RRF
+    out = run_cli(capsys, "search", "bottle", "--home", home, "-k", "1")  # a person's view: cosine and words, not RRF
     assert out.returncode == 0 and " audio · words: bottle " in out.stdout, out.stdout
-    out = _cli("similar", str(hits[0]["file_id"]), "--home", home, "--json", "-k", "2")
+    out = run_cli(capsys, "similar", str(hits[0]["file_id"]), "--home", home, "--json", "-k", "2")
     assert out.returncode == 0 and str(hits[0]["path"]) not in out.stdout
-    out = _cli("classify", "--library", "--labels", "glass, dog", "--save-as-tags", "--home", home, "--json")
+    out = run_cli(capsys, "classify", "--library", "--labels", "glass, dog", "--save-as-tags", "--home", home, "--json")
     assert out.returncode == 0, out.stderr
     assert all(p["labels"][0]["label"] in {"glass", "dog"} for p in json.loads(out.stdout))
-    tagged = json.loads(_cli("search", "bottle", "--tag", "glass", "--home", home, "--json").stdout)
+    tagged = json.loads(run_cli(capsys, "search", "bottle", "--tag", "glass", "--home", home, "--json").stdout)
     assert all("glass" in h["tags"] for h in tagged)
     for bad in (
         ["search", "", "--home", home],
         ["classify", str(lib / "f0" / "GLAS_Break_Bottle_00.wav"), "--labels", "a,,b", "--home", home],
         ["similar", str(tmp_path / "missing.wav"), "--home", home],
     ):
-        result = _cli(*bad)
+        result = run_cli(capsys, *bad)
         assert result.returncode == 2 and "error:" in result.stderr, bad
 
 

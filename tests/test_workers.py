@@ -1,7 +1,8 @@
 """Several server processes over one catalog, as real processes on loopback ports.
 
 - Two `soundsearch serve` started by hand on one catalog (SQLite, PostgreSQL) both serve a file that a third
-  process (`soundsearch index`) adds, within seconds; SIGINT and SIGTERM each stop one cleanly.
+  process (`soundsearch index`) adds, within seconds; SIGINT and SIGTERM each stop one cleanly, also one that
+  inherited them ignored (a script's background job).
 - `soundsearch serve --workers 2` answers from two processes on one port, both serve the new file, and SIGTERM
   to the supervisor or Ctrl-C (SIGINT to the process group) stops every worker: no orphans.
 """
@@ -14,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -53,9 +54,14 @@ def cli(catalog: list[str], *args: str) -> list[str]:
 
 
 @contextmanager
-def servers(catalog: list[str], logs: list[Path], *args: str) -> Iterator[list[tuple[subprocess.Popen[bytes], str]]]:
+def servers(
+    catalog: list[str], logs: list[Path], *args: str, background: Collection[Path] = ()
+) -> Iterator[list[tuple[subprocess.Popen[bytes], str]]]:
     """`soundsearch serve` processes started together (each in its own process group, as a terminal starts a
-    command: Ctrl-C reaches the whole group), once all answer; killed at the end if a test left them running."""
+    command: Ctrl-C reaches the whole group), once all answer; killed at the end if a test left them running.
+
+    Those whose log is in `background` start with SIGINT and SIGTERM ignored, as a script's `soundsearch serve &`
+    does (and pytest's own children, when pytest itself runs so)."""
     # Long keep-alive: a client's connection stays with the worker that accepted it. A short header deadline
     # shows each worker runs our GuardedH11Protocol (plain h11 holds a silent connection forever).
     env = {**os.environ, "SOUNDSEARCH_KEEP_ALIVE_TIMEOUT": "600", "SOUNDSEARCH_HEADER_TIMEOUT": "1"}
@@ -65,6 +71,8 @@ def servers(catalog: list[str], logs: list[Path], *args: str) -> Iterator[list[t
             port = free_port()
             with log.open("wb") as out:
                 command = cli(catalog, "serve", "--port", str(port), *args)
+                if log in background:  # exec keeps the pid, and ignored signals stay ignored across it
+                    command = ["sh", "-c", 'trap "" INT TERM; exec "$0" "$@"', *command]
                 proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             started.append((proc, f"http://127.0.0.1:{port}", log))
         deadline = time.monotonic() + START_S
@@ -130,15 +138,18 @@ def wait_until_all_serve_it(clients: list[httpx.Client], since: float) -> None:
 
 def test_servers_started_by_hand_serve_a_change_made_by_a_third_process(tmp_path: Path, db_url: str | None) -> None:
     catalog = make_catalog(tmp_path, db_url)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    # One of the two starts as a script's background job (SIGINT and SIGTERM ignored), the other as a terminal
+    # starts it; which one alternates with the database, so each signal ends a server started either way.
+    background = logs[:1] if db_url is None else logs[1:]
     with ExitStack() as stack:
-        (first, url_1), (second, url_2) = stack.enter_context(
-            servers(catalog, [tmp_path / "first.log", tmp_path / "second.log"])
-        )
+        (first, url_1), (second, url_2) = stack.enter_context(servers(catalog, logs, background=background))
         clients = [stack.enter_context(httpx.Client(base_url=url, timeout=30)) for url in (url_1, url_2)]
         assert not any(serves_new_file(c) for c in clients)
         wait_until_all_serve_it(clients, since=index_new_file(catalog, tmp_path))
         assert [c.get("/api/status").json()["files"] for c in clients] == [4, 4]
-        # Each finishes its requests, then ends as the signal asks: "interrupted" (130), or by SIGTERM.
+        # Each finishes its requests, then ends as the signal asks: "interrupted" (130), or by SIGTERM; also when
+        # it inherited the signal ignored (uvicorn caught it anyway, then re-raised it into SIG_IGN: exit 0).
         assert stop(first, signal.SIGINT) == 130 and stop(second, signal.SIGTERM) == -signal.SIGTERM
         for log in ("first.log", "second.log"):
             assert "Application shutdown complete" in (tmp_path / log).read_text()
