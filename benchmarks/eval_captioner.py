@@ -6,6 +6,14 @@ with the same corpus-level metrics (captioning.metrics: PTB tokenisation, BLEU-1
 CIDEr-D; SPICE/SPIDEr where the CoreNLP jars exist) against the test clips' five references.
 
 Run: .venv/bin/python -m benchmarks.eval_captioner --data /work/data/heldout [--update-card]
+
+`--real DIR` (a `training.real_sounds` folder) scores instead each `--captioner` (repeat it to compare;
+default: the shipped one) on every file of the real test packages, never trained on, against the files'
+weak captions (`training.build_mini3.real_pairs`: names, folders, embedded text), each file captioned as
+the product does (`Captioner.caption_file`). Beside the corpus metrics: the share of files whose caption
+has a content word (not a stopword, not a number) in common with one of the file's references.
+
+Run: .venv/bin/python -m benchmarks.eval_captioner --real /work/data/real --captioner A --captioner B
 """
 
 from __future__ import annotations
@@ -15,14 +23,24 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from captioning.captioner import Captioner
+    from training.data import Pair
+
+REAL_TEST_SPLITS = ("test",)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("/work/data/heldout"), help="synthetic library folder")
-    parser.add_argument("--captioner", type=Path, default=None, help="captioner folder (default: the shipped one)")
+    parser.add_argument(
+        "--captioner", type=Path, action="append", help="captioner folder (default: the shipped one); --real: repeat"
+    )
+    parser.add_argument("--real", type=Path, default=None, help="training.real_sounds folder: score its test files")
     parser.add_argument("--clip-cache", type=Path, default=Path("build/mini"), help="training.clips block caches")
     parser.add_argument("--train-clips", type=int, default=2000, help="the captioner's training clips (seed 0)")
     parser.add_argument("--limit", type=int, default=None)
@@ -31,6 +49,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("build/captioner/heldout_eval.json"))
     parser.add_argument("--update-card", action="store_true", help="write the results into the model card")
     args = parser.parse_args()
+    if args.real is not None:
+        return real_main(args.real, args.captioner or [None], args.out, meteor=not args.no_meteor, limit=args.limit)
+    if args.captioner and len(args.captioner) > 1:
+        parser.error("give one --captioner for the held-out library (several only with --real)")
+    folder = args.captioner[0] if args.captioner else None
 
     from captioning.captioner import load_captioner
     from captioning.data import decode_file, load_caption_data
@@ -48,7 +71,7 @@ def main() -> int:
     clips = load_caption_data(str(args.data))
     if args.limit:
         clips = clips[: args.limit]
-    captioner = load_captioner(args.captioner)
+    captioner = load_captioner(folder)
     encoder = captioner.extractor.encoder  # type: ignore[attr-defined]
     sr = captioner.extractor.sample_rate
     say(f"{len(clips)} test clips; decoding and captioning ...")
@@ -97,13 +120,79 @@ def main() -> int:
         f"{ours.reference_mean_length:.1f}; captioning {caption_s:.0f} s; written {args.out}"
     )
     if args.update_card:
-        folder = args.captioner or WEIGHTS_DIR
+        folder = folder or WEIGHTS_DIR
         meta = json.loads((folder / META_FILE).read_text())
         meta["card"]["heldout_benchmark"] = {
             k: v for k, v in result.items() if k in ("data", "n_clips", "captioner_scores", "nearest_neighbour_scores")
         }
         meta["card"]["heldout_benchmark"]["command"] = "python -m benchmarks.eval_captioner --data " + str(args.data)
         (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return 0
+
+
+def content_words(text: str) -> set[str]:
+    from storage.fulltext import STOPWORDS, query_words
+
+    return {w for w in query_words(text) if w not in STOPWORDS and not w.isdigit()}
+
+
+def shares_content_word(caption: str, references: tuple[str, ...]) -> bool:
+    said = content_words(caption)
+    return any(said & content_words(r) for r in references)
+
+
+def evaluate_real(captioner: Captioner, pairs: list[Pair], *, meteor: bool = True) -> dict[str, Any]:
+    """One captioner on real files: corpus metrics and the content-word hit rate against weak captions."""
+    from captioning.metrics import caption_metrics
+
+    t0 = time.perf_counter()
+    predictions = [captioner.caption_file(p.path).caption for p in pairs]
+    seconds = time.perf_counter() - t0
+    refs = [list(p.captions) for p in pairs]
+    hits = [shares_content_word(c, p.captions) for c, p in zip(predictions, pairs, strict=True)]
+    return {
+        "captioner": captioner.model_id,
+        "scores": caption_metrics(predictions, refs, meteor=meteor).to_dict(),
+        "content_word_hit_rate": float(np.mean(hits)) if hits else 0.0,
+        "captioning_seconds": round(seconds, 1),
+        "captions": {str(p.path): c for p, c in zip(pairs, predictions, strict=True)},
+    }
+
+
+def real_main(real: Path, folders: list[Path | None], out: Path, *, meteor: bool, limit: int | None) -> int:
+    from captioning.captioner import load_captioner
+    from training.build_mini3 import real_pairs
+
+    pairs = real_pairs(real, REAL_TEST_SPLITS)[:limit]
+    if not pairs:
+        print(f"{real}: no captioned files in the {'/'.join(REAL_TEST_SPLITS)} packages", file=sys.stderr)
+        return 1
+    print(f"{len(pairs)} real test files ({real}); captioning ...", file=sys.stderr, flush=True)
+    results = [evaluate_real(load_captioner(f), pairs, meteor=meteor) for f in folders]
+    names = [str(f) if f is not None else "shipped" for f in folders]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {"real": str(real), "n_files": len(pairs), "captioners": dict(zip(names, results, strict=True))}, indent=2
+        )
+        + "\n"
+    )
+    keys = ["bleu_1", "bleu_4", "meteor", "rouge_l", "cider_d", "vocab_size", "mean_length"]
+    print("| metric | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
+    for k in keys:
+        print(f"| {k} | " + " | ".join(_fmt(r["scores"][k]) for r in results) + " |")
+    print(
+        "| shares a content word with a reference | "
+        + " | ".join(_fmt(r["content_word_hit_rate"]) for r in results)
+        + " |"
+    )
+    ref_length = results[0]["scores"]["reference_mean_length"]
+    print(f"\n{len(pairs)} files; references: mean length {ref_length:.1f}; written {out}")
+    for p in pairs[:: max(1, len(pairs) // 8)]:
+        print(
+            f"{p.path.name}: refs {list(p.captions)} -> "
+            + " | ".join(repr(r["captions"][str(p.path)]) for r in results)
+        )
     return 0
 
 

@@ -50,6 +50,23 @@ def real_clips(real: Path, repeat: int = 1) -> list[CaptionClip]:
     return [CaptionClip(str(p.path), p.captions * repeat) for p in real_pairs(real, REAL_SPLITS)]
 
 
+def default_config(*, with_real: bool, epochs: int = 15, batch_size: int = 64, lr: float = 1e-3) -> CaptionTrainConfig:
+    """The shipped captioner's training settings; `with_real`: what real recordings in the data change."""
+    return CaptionTrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        warmup_steps=200,
+        vocab_size=2000,
+        # Real clips' name words are often one-offs ("yoohoo"): kept, or the captioner could never say them.
+        vocab_min_count=1 if with_real else 2,
+        d_model=256,
+        layers=3,
+        max_windows=REAL_MAX_WINDOWS if with_real else 1,  # synthetic clips are at most 10 s: one window
+        val_decode=DecodeConfig(num_beams=3, no_repeat_ngram_size=2, min_length=3, max_length=24),
+    )
+
+
 def clip_source(synthetic: dict[str, FloatArray]) -> AudioSource:
     """Rendered synthetic clips (16 kHz) by key, resampled; any other key is a file decoded at `sr`."""
 
@@ -95,19 +112,7 @@ def main() -> int:
     real = real_clips(args.real, args.real_repeat) if args.real else []
     if args.real:
         say(f"real clips ({'+'.join(REAL_SPLITS)} of {args.real}): {len(real)}, captions x{args.real_repeat}")
-    cfg = CaptionTrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        warmup_steps=200,
-        vocab_size=2000,
-        # Real clips' name words are often one-offs ("yoohoo"): kept, or the captioner could never say them.
-        vocab_min_count=1 if real else 2,
-        d_model=256,
-        layers=3,
-        max_windows=REAL_MAX_WINDOWS if real else 1,  # synthetic clips are at most 10 s: one window
-        val_decode=DecodeConfig(num_beams=3, no_repeat_ngram_size=2, min_length=3, max_length=24),
-    )
+    cfg = default_config(with_real=bool(real), epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     tokens = "mini's CNN tower frame tokens (frozen, 15 x 128 per 10 s)"
     if isinstance(extractor, MiniTowers):
         tokens = (
