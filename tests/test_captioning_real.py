@@ -28,7 +28,7 @@ from training.clips import SAMPLE_RATE
 def write_real_library(root: Path) -> None:
     """Three packages, one per split; the dev one has a clip five windows long (tiny mini: 2 s windows)."""
     rng = np.random.default_rng(0)
-    files = {
+    files: dict[tuple[str, str], dict[str, tuple[float, str | None]]] = {
         ("train", "gamesounds"): {
             "sfx/creaky_door.wav": (1.0, None),
             "sfx/laser_zap.wav": (1.0, None),
