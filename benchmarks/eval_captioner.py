@@ -50,7 +50,10 @@ def main() -> int:
     parser.add_argument("--update-card", action="store_true", help="write the results into the model card")
     args = parser.parse_args()
     if args.real is not None:
-        return real_main(args.real, args.captioner or [None], args.out, meteor=not args.no_meteor, limit=args.limit)
+        folders = args.captioner or [None]
+        return real_main(
+            args.real, folders, args.out, meteor=not args.no_meteor, limit=args.limit, card=args.update_card
+        )
     if args.captioner and len(args.captioner) > 1:
         parser.error("give one --captioner for the held-out library (several only with --real)")
     folder = args.captioner[0] if args.captioner else None
@@ -58,7 +61,6 @@ def main() -> int:
     from captioning.captioner import load_captioner
     from captioning.data import decode_file, load_caption_data
     from captioning.metrics import caption_metrics
-    from captioning.store import META_FILE, WEIGHTS_DIR
 
     def say(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -120,14 +122,22 @@ def main() -> int:
         f"{ours.reference_mean_length:.1f}; captioning {caption_s:.0f} s; written {args.out}"
     )
     if args.update_card:
-        folder = folder or WEIGHTS_DIR
-        meta = json.loads((folder / META_FILE).read_text())
-        meta["card"]["heldout_benchmark"] = {
+        entry = {
             k: v for k, v in result.items() if k in ("data", "n_clips", "captioner_scores", "nearest_neighbour_scores")
         }
-        meta["card"]["heldout_benchmark"]["command"] = "python -m benchmarks.eval_captioner --data " + str(args.data)
-        (folder / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        entry["command"] = "python -m benchmarks.eval_captioner --data " + str(args.data)
+        update_card(folder, "heldout_benchmark", entry)
     return 0
+
+
+def update_card(folder: Path | None, key: str, entry: dict[str, Any]) -> None:
+    """Write a benchmark's result into a captioner's card (default: the shipped one's)."""
+    from captioning.store import META_FILE, WEIGHTS_DIR
+
+    path = (folder or WEIGHTS_DIR) / META_FILE
+    meta = json.loads(path.read_text())
+    meta["card"][key] = entry
+    path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def content_words(text: str) -> set[str]:
@@ -159,7 +169,10 @@ def evaluate_real(captioner: Captioner, pairs: list[Pair], *, meteor: bool = Tru
     }
 
 
-def real_main(real: Path, folders: list[Path | None], out: Path, *, meteor: bool, limit: int | None) -> int:
+def real_main(
+    real: Path, folders: list[Path | None], out: Path, *, meteor: bool, limit: int | None, card: bool = False
+) -> int:
+    """`--real`: the captioners side by side; `card`: each one's result written into its own card."""
     from captioning.captioner import load_captioner
     from training.build_mini3 import real_pairs
 
@@ -193,6 +206,12 @@ def real_main(real: Path, folders: list[Path | None], out: Path, *, meteor: bool
             f"{p.path.name}: refs {list(p.captions)} -> "
             + " | ".join(repr(r["captions"][str(p.path)]) for r in results)
         )
+    if card and limit is None:
+        for folder, r in zip(folders, results, strict=True):
+            entry = {"data": str(real), "splits": list(REAL_TEST_SPLITS), "n_files": len(pairs), "scores": r["scores"]}
+            entry["content_word_hit_rate"] = r["content_word_hit_rate"]
+            entry["command"] = f"python -m benchmarks.eval_captioner --real {real}"
+            update_card(folder, "real_benchmark", entry)
     return 0
 
 

@@ -15,13 +15,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from benchmarks.eval_captioner import shares_content_word
+from benchmarks.eval_captioner import REAL_TEST_SPLITS, evaluate_real, shares_content_word
 from captioning.build_default import REAL_MAX_WINDOWS, clip_source, default_config, real_clips
 from captioning.captioner import load_captioner
 from captioning.features import feature_extractor
 from captioning.train import train_captioner
 from indexer.audio import resample
 from tests.test_captioning import SMALL_CFG, SR, tiny_mini, toy_clips
+from training.build_mini3 import real_pairs
 from training.clips import SAMPLE_RATE
 
 
@@ -82,6 +83,10 @@ def test_real_train_and_dev_clips_join_training_with_their_words_and_windows(tmp
     # One-off words of the real names and comment are in the vocabulary, not [UNK].
     assert {"creaky", "laser", "zap", "rusty", "gate", "foghorn"} <= set(vocab)
     assert "zeppelin" not in vocab
+    # The benchmark captions exactly the test packages' files, as whole files, and scores them.
+    scored = evaluate_real(captioner, real_pairs(tmp_path / "real", REAL_TEST_SPLITS), meteor=False)
+    assert [Path(k).name for k in scored["captions"]] == ["zeppelin.wav"]
+    assert scored["scores"]["n_clips"] == 1 and scored["content_word_hit_rate"] in (0.0, 1.0)
     train = synth[:6] + real
     cached = [torch.load(f, weights_only=True) for f in (tmp_path / "features").glob("*.pt")]
     (train_tokens,) = [c for c in cached if len(c) == len(train)]  # one file per clip list: training's
