@@ -87,6 +87,7 @@ def test_real_train_and_dev_clips_join_training_with_their_words_and_windows(tmp
     scored = evaluate_real(captioner, real_pairs(tmp_path / "real", REAL_TEST_SPLITS), meteor=False)
     assert [Path(k).name for k in scored["captions"]] == ["zeppelin.wav"]
     assert scored["scores"]["n_clips"] == 1 and scored["content_word_hit_rate"] in (0.0, 1.0)
+    assert list(scored["per_package"]) == ["heldoutsounds"] and scored["per_package"]["heldoutsounds"]["n_files"] == 1
     train = synth[:6] + real
     cached = [torch.load(f, weights_only=True) for f in (tmp_path / "features").glob("*.pt")]
     (train_tokens,) = [c for c in cached if len(c) == len(train)]  # one file per clip list: training's
