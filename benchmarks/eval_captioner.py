@@ -171,7 +171,7 @@ def evaluate_real(captioner: Captioner, pairs: list[Pair], *, meteor: bool = Tru
     seconds = time.perf_counter() - t0
     refs = [list(p.captions) for p in pairs]
     hits = [shares_content_word(c, p.captions) for c, p in zip(predictions, pairs, strict=True)]
-    # Per package too: one package's sounds can be copies of a training package's (freeciv's of warzone2100's).
+    # Per package too: one package's sounds can overlap a training package's (freeciv's: freecol's, warzone2100's).
     per_package: dict[str, dict[str, Any]] = {}
     for package in sorted({real_package(p.path) for p in pairs}):
         rows = [i for i, p in enumerate(pairs) if real_package(p.path) == package]
