@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -34,6 +35,7 @@ from captioning.model import CaptionModel, DecodeConfig, pad_tokens
 from captioning.store import SMALL, CaptionerSpec, pretrained_decoder, save_captioner, small_decoder_config
 from captioning.tokenizer import tokenizer_from_json, tokenizer_to_json, train_word_vocab
 from evaluation.plots import plot_curves
+from storage.atomic import atomic_path
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best"
@@ -55,6 +57,8 @@ class CaptionTrainConfig:
     fine_tune_encoder: bool = False
     mixed_precision: bool = True  # bf16 autocast, GPU only
     vocab_size: int = 2000  # the small decoder's word vocabulary (at most)
+    # Words seen fewer times stay [UNK]. 1 keeps a weakly captioned real clip's one-off name words.
+    vocab_min_count: int = 2
     d_model: int = 256
     layers: int = 3
     prefix_tokens: int = 8
@@ -83,8 +87,33 @@ def _clip_inputs(
     source: AudioSource,
     cfg: CaptionTrainConfig,
     progress: Callable[[str], None] | None,
+    cache_dir: Path | None = None,
 ) -> list[torch.Tensor]:
-    """Per clip: tokens [t, dim] (frozen encoder) or stacked window inputs (fine-tuned encoder)."""
+    """Per clip: tokens [t, dim] (frozen encoder) or stacked window inputs (fine-tuned encoder).
+
+    With `cache_dir`, the result is kept in one file named by everything it depends on (the extractor,
+    the windowing, what is cached and the clips' keys in order), so a rerun on the same clips skips the
+    encoder, the costly part of a run on the CPU.
+    """
+    cache: Path | None = None
+    if cache_dir is not None:
+        identity = json.dumps(
+            [
+                extractor.model_id,
+                extractor.sample_rate,
+                extractor.window_seconds,
+                cfg.max_windows,
+                cfg.fine_tune_encoder,
+                [c.key for c in clips],
+            ]
+        )
+        name = f"{extractor.model_id.replace('/', '_')}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.pt"
+        cache = cache_dir / name
+        if cache.is_file():
+            if progress:
+                progress(f"audio features of {len(clips)} clips from {cache}")
+            cached: list[torch.Tensor] = torch.load(cache, weights_only=True)
+            return cached
     out: list[torch.Tensor] = []
     for start in range(0, len(clips), 32):
         batch = clips[start : start + 32]
@@ -99,6 +128,9 @@ def _clip_inputs(
                     out.append(extractor.tokens(inputs).float().cpu().flatten(0, 1))
         if progress and (start // 32) % 10 == 0:
             progress(f"audio features: {min(start + 32, len(clips))}/{len(clips)} clips")
+    if cache is not None:
+        with atomic_path(cache) as tmp:  # a run killed while writing leaves no truncated cache behind
+            torch.save(out, tmp)
     return out
 
 
@@ -111,7 +143,7 @@ def build_model(
 ) -> CaptionModel:
     """A new model; `tokenizer` (a resumed run's) replaces training one, whose ids can differ run to run."""
     if decoder == SMALL:
-        tokenizer = tokenizer or train_word_vocab(captions, cfg.vocab_size)
+        tokenizer = tokenizer or train_word_vocab(captions, cfg.vocab_size, cfg.vocab_min_count)
         from transformers import BartForConditionalGeneration
 
         config = small_decoder_config(len(tokenizer), tokenizer, d_model=cfg.d_model, layers=cfg.layers)
@@ -135,8 +167,11 @@ def train_captioner(
     on_step: Callable[[int, int, float], None] | None = None,
     stop_after_epoch: int | None = None,
     card: dict[str, Any] | None = None,
+    feature_cache: Path | None = None,
 ) -> TrainResult:
-    """Train; the best epoch's captioner is saved in `out_dir / "best"` (loadable by `load_captioner`)."""
+    """Train; the best epoch's captioner is saved in `out_dir / "best"` (loadable by `load_captioner`).
+
+    `feature_cache`: a folder keeping the clips' audio features between runs (see `_clip_inputs`)."""
     if cfg.fine_tune_encoder and not extractor.fine_tunable:
         raise CaptioningError(f"encoder {extractor.model_id!r} exposes no trainable audio module to fine-tune")
     if not train_clips or not val_clips:
@@ -144,8 +179,8 @@ def train_captioner(
     torch.manual_seed(cfg.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tr = _clip_inputs(extractor, train_clips, source, cfg, progress)
-    va = _clip_inputs(extractor, val_clips, source, cfg, progress)
+    tr = _clip_inputs(extractor, train_clips, source, cfg, progress, feature_cache)
+    va = _clip_inputs(extractor, val_clips, source, cfg, progress, feature_cache)
     pairs = [(i, c) for i, clip in enumerate(train_clips) for c in clip.captions]
     ckpt = out_dir / CHECKPOINT
     state = torch.load(ckpt, weights_only=False, map_location=device) if resume and ckpt.exists() else None
