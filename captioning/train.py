@@ -36,6 +36,7 @@ from captioning.store import SMALL, CaptionerSpec, pretrained_decoder, save_capt
 from captioning.tokenizer import tokenizer_from_json, tokenizer_to_json, train_word_vocab
 from evaluation.plots import plot_curves
 from storage.atomic import atomic_path
+from training.loop import source_key
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best"
@@ -92,9 +93,10 @@ def _clip_inputs(
     """Per clip: tokens [t, dim] (frozen encoder) or stacked window inputs (fine-tuned encoder).
 
     With `cache_dir`, the result is kept in one file named by everything it depends on (the extractor,
-    the windowing, what is cached and the clips' keys in order), so a rerun on the same clips skips the
-    encoder, the costly part of a run on the CPU.
+    the windowing, what is cached and the clips in order, a file by its size and mtime as well), so a rerun
+    on the same clips skips the encoder, the costly part of a run on the CPU.
     """
+
     cache: Path | None = None
     if cache_dir is not None:
         identity = json.dumps(
@@ -104,7 +106,7 @@ def _clip_inputs(
                 extractor.window_seconds,
                 cfg.max_windows,
                 cfg.fine_tune_encoder,
-                [c.key for c in clips],
+                [source_key(c.key) for c in clips],
             ]
         )
         name = f"{extractor.model_id.replace('/', '_')}-{hashlib.sha256(identity.encode()).hexdigest()[:16]}.pt"

@@ -104,6 +104,16 @@ def test_real_train_and_dev_clips_join_training_with_their_words_and_windows(tmp
     assert sum("from" in m and "features" in m for m in said) == 2
     assert rerun.history.epochs[0]["loss"] == pytest.approx(result.history.epochs[0]["loss"])
 
+    # An edited file's features are computed again: the training clips' cache no longer answers.
+    edited = next(Path(c.key) for c in real if "laser" in c.key)
+    sf.write(edited, np.full(SR // 2, 0.1, dtype=np.float32), SR)
+    said.clear()
+    train_captioner(
+        extractor, "mini", "small", train, synth[6:], tmp_path / "edited", cfg,
+        source=source, progress=said.append, feature_cache=tmp_path / "features",
+    )  # fmt: skip
+    assert sum("from" in m and "features" in m for m in said) == 1  # the validation clips' only
+
 
 def test_content_word_hit_ignores_stopwords_and_numbers() -> None:
     assert shares_content_word("a creaky door opens", ("creaky door", "door, gamesounds sfx"))

@@ -92,6 +92,16 @@ class ClipCache(Protocol):
     def save(self) -> None: ...
 
 
+def source_key(source: str | Path) -> str:
+    """What a clip's cached features depend on: an in-memory clip's id (the synthetic library's), or a
+    file's resolved path, size and mtime, so that an edited file is computed again."""
+    path = Path(source)
+    if not path.exists():
+        return str(source)
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
 class FeatureCache:
     """Per-clip features of frozen towers kept on disk (one torch file), so that a second run, a resumed
     run or another head trained on the same clips skips decoding and the towers. A file's key carries its
@@ -107,16 +117,8 @@ class FeatureCache:
                 self.items = state["items"]
         self._unsaved = 0
 
-    @staticmethod
-    def key(pair: Pair) -> str:
-        path = Path(pair.path)
-        if not path.exists():  # in-memory clips (the synthetic library) are named by their id
-            return str(pair.path)
-        st = path.stat()
-        return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
-
     def get(self, pair: Pair, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-        key = self.key(pair)
+        key = source_key(pair.path)
         if key not in self.items:
             self.items[key] = compute().to(torch.float16)
             self._unsaved += 1
